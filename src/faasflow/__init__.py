@@ -1,0 +1,60 @@
+"""faasflow: function composition for FaaS platforms.
+
+Write ``define(flow, context)`` to compose functions into a DAG; run it embedded with
+:func:`run` / :func:`arun` / :class:`Engine`, as an OpenFaaS function, or on workers.
+"""
+
+from faasflow.dsl.graph import Dag, Node, Workflow
+from faasflow.dsl.options import Retry
+from faasflow.embedded import Engine, arun, run
+from faasflow.engine.context import Context
+from faasflow.engine.records import FailureInfo, RequestInfo
+from faasflow.errors import (
+    ConfigurationError,
+    DuplicateRequestError,
+    FaasFlowError,
+    FlowDefinitionError,
+    FunctionError,
+    FunctionHTTPError,
+    FunctionNotFoundError,
+    FunctionTimeoutError,
+    NodeError,
+    OperationError,
+    RequestError,
+    RequestFailedError,
+    RequestStateError,
+    RequestStoppedError,
+    StoreError,
+    UnknownRequestError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "Context",
+    "Dag",
+    "DuplicateRequestError",
+    "Engine",
+    "FaasFlowError",
+    "FailureInfo",
+    "FlowDefinitionError",
+    "FunctionError",
+    "FunctionHTTPError",
+    "FunctionNotFoundError",
+    "FunctionTimeoutError",
+    "Node",
+    "NodeError",
+    "OperationError",
+    "RequestError",
+    "RequestFailedError",
+    "RequestInfo",
+    "RequestStateError",
+    "RequestStoppedError",
+    "Retry",
+    "StoreError",
+    "UnknownRequestError",
+    "Workflow",
+    "arun",
+    "run",
+]

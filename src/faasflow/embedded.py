@@ -1,0 +1,393 @@
+"""The embedded runtime: run flows in this process, in a script, a test or a notebook.
+
+:class:`Engine` owns the stores, the in-process transport and the function registry
+for one flow; :func:`run` and :func:`arun` are the one-call versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from faasflow.callables import use_thread_pool
+from faasflow.engine import keys
+from faasflow.engine.executor import Define, Executor, Settings
+from faasflow.engine.records import (
+    FAILED,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    SUCCEEDED,
+    RequestInfo,
+    dumps,
+    loads,
+    owner_alive,
+)
+from faasflow.errors import (
+    FaasFlowError,
+    RequestError,
+    RequestFailedError,
+    RequestStateError,
+    RequestStoppedError,
+    UnknownRequestError,
+)
+from faasflow.functions.registry import FunctionRegistry
+from faasflow.stores.base import DataStore, StateStore
+from faasflow.stores.memory import MemoryDataStore, MemoryStateStore
+from faasflow.stores.urls import data_store_from_url, state_store_from_url
+from faasflow.transports.base import Transport
+from faasflow.transports.inprocess import InProcessTransport
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+def new_request_id() -> str:
+    """A 20-character, URL-safe id that sorts by creation time."""
+    stamp = int(time.time() * 1000).to_bytes(6, "big")
+    raw = base64.b32encode(stamp + secrets.token_bytes(6)).decode().lower().rstrip("=")
+    return raw[:20]
+
+
+def check_request_id(rid: str) -> str:
+    """Refuse ids that are not URL-safe or too long (they become store keys and paths)."""
+    if not isinstance(rid, str) or not REQUEST_ID.match(rid):
+        raise RequestError(
+            f"invalid request id {rid!r}: use 1-128 letters, digits, '_', '.' or '-'", None
+        )
+    return rid
+
+
+def default_store_url() -> str:
+    """``$FAASFLOW_STORE``, or a SQLite file under the user's cache directory."""
+    configured = os.environ.get("FAASFLOW_STORE")
+    if configured:
+        return configured
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "faasflow"
+    cache.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{cache / 'faasflow.db'}"
+
+
+class Engine:
+    """Runs one flow in this process.
+
+    Args:
+        define: ``define(flow, context)``, called once per request.
+        flow_name: the flow's name (keys, history and logs carry it).
+        functions: names used in ``apply`` mapped to local callables ``(bytes) -> bytes``.
+        functions_dir: a folder of OpenFaaS python3-http handler folders.
+        gateway: an OpenFaaS gateway URL for every other function name.
+        state_store: a :class:`StateStore` or a store URL; SQLite by default.
+        data_store: a :class:`DataStore` or a store URL; the state store's URL by default.
+        transport: how hops travel; an in-process queue by default.
+        concurrency: hops that may run at once (in-process transport).
+        threads: worker threads for synchronous user callables.
+        default_timeout: seconds a function call may take when its operation sets none.
+        result_ttl: seconds a finished request's result and history are kept.
+    """
+
+    def __init__(
+        self,
+        define: Define,
+        *,
+        flow_name: str = "flow",
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+        functions_dir: str | Path | None = None,
+        gateway: str | None = None,
+        state_store: StateStore | str | None = None,
+        data_store: DataStore | str | None = None,
+        transport: Transport | None = None,
+        concurrency: int = 64,
+        threads: int = 32,
+        default_timeout: float = 30.0,
+        result_ttl: float = 7 * 24 * 3600.0,
+    ) -> None:
+        url = None
+        if state_store is None or isinstance(state_store, str):
+            url = state_store or default_store_url()
+            state_store = state_store_from_url(url)
+        if data_store is None:
+            data_store = data_store_from_url(url) if url else _memory_data_for(state_store)
+        elif isinstance(data_store, str):
+            data_store = data_store_from_url(data_store)
+        self.flow_name = flow_name
+        self.state = state_store
+        self.data = data_store
+        self.registry = FunctionRegistry.build(functions, functions_dir, gateway)
+        self.transport = transport or InProcessTransport(concurrency=concurrency)
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="faasflow")
+        self.executor = Executor(
+            flow_name=flow_name,
+            define=define,
+            state=self.state,
+            data=self.data,
+            transport=self.transport,
+            caller=self.registry,
+            settings=Settings(default_timeout=default_timeout, result_ttl=result_ttl),
+        )
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the stores and start taking hops."""
+        if self._started:
+            return
+        await self.state.open()
+        await self.data.open()
+        if isinstance(self.transport, InProcessTransport):
+            self.transport.on_undeliverable = self.executor.undeliverable
+        with use_thread_pool(self._threads):
+            # Worker tasks copy this context, so their sync callables use our threads.
+            await self.transport.start(self.executor.handle)
+        self._started = True
+
+    async def close(self) -> None:
+        """Stop taking hops and release stores, connections and threads."""
+        if not self._started:
+            return
+        self._started = False
+        await self.transport.close()
+        await self.registry.aclose()
+        await self.state.close()
+        await self.data.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests -------------------------------------------------------------------
+    async def submit(
+        self, data: bytes | str = b"", *, request_id: str | None = None, query: str = ""
+    ) -> str:
+        """Start a request and return its id (without waiting for it).
+
+        Raises:
+            FlowDefinitionError: ``define`` built an invalid flow; nothing was started.
+            DuplicateRequestError: ``request_id`` is already in use.
+        """
+        await self.start()
+        rid = check_request_id(request_id) if request_id else new_request_id()
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        with use_thread_pool(self._threads):
+            await self.executor.submit(rid, payload, query)
+        return rid
+
+    async def wait(self, request_id: str, timeout: float | None = None) -> bytes:
+        """Wait for the request to end; its result, or the error that ended it.
+
+        Raises:
+            RequestFailedError: the request failed (``node``, ``attempt``, ``cause``).
+            RequestStoppedError: the request was stopped.
+            TimeoutError: it did not end within ``timeout`` seconds.
+        """
+        future = self.executor.waiter(request_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # Another process may end the request: look at the store between waits.
+            outcome = await self._ended(request_id)
+            if outcome is not None:
+                future.cancel()
+                return outcome
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                future.cancel()
+                raise TimeoutError(f"request {request_id} did not end within {timeout}s")
+            step = 0.5 if remaining is None else min(0.5, remaining)
+            done, _ = await asyncio.wait({future}, timeout=step)
+            if done:
+                return future.result()
+
+    async def _ended(self, rid: str) -> bytes | None:
+        info = await self.info(rid)
+        if info.status == SUCCEEDED:
+            return await self.result(rid)
+        if info.status == FAILED and info.failure is not None:
+            raise RequestFailedError(
+                f"request {rid} failed at node {info.failure.node!r} "
+                f"(attempt {info.failure.attempt}): {info.failure.cause}",
+                request_id=rid, node=info.failure.node, attempt=info.failure.attempt,
+                cause=info.failure.cause,
+            )
+        if info.status == STOPPED:
+            raise RequestStoppedError(f"request {rid} was stopped", request_id=rid, cause="stopped")
+        return None
+
+    async def run(self, data: bytes | str = b"", *, request_id: str | None = None,
+                  query: str = "", timeout: float | None = None) -> bytes:
+        """Start a request and wait for its result."""
+        rid = await self.submit(data, request_id=request_id, query=query)
+        return await self.wait(rid, timeout)
+
+    async def info(self, request_id: str, *, nodes: bool = False) -> RequestInfo:
+        """The request's status (and, with ``nodes=True``, every node's record).
+
+        Raises:
+            UnknownRequestError: no such request, or it has expired.
+        """
+        raw = await self.state.get(keys.request(request_id))
+        if raw is None:
+            raise UnknownRequestError(f"no request {request_id!r}", request_id)
+        info = RequestInfo.from_record(request_id, loads(raw))
+        if nodes:
+            prefix = keys.node_record(request_id, "")
+            found = await self.state.keys(prefix)
+            values = await self.state.get_many(found)
+            for key, value in zip(found, values, strict=True):
+                if value is not None:
+                    record = loads(value)
+                    record.pop("hop", None)
+                    info.nodes[key[len(prefix):]] = record
+        return info
+
+    async def state_of(self, request_id: str) -> str:
+        """The request's status: running, paused, succeeded, failed or stopped."""
+        return (await self.info(request_id)).status
+
+    async def result(self, request_id: str) -> bytes:
+        """The stored result of a succeeded request.
+
+        Raises:
+            UnknownRequestError: no such request (or expired).
+            RequestStateError: the request has not succeeded (yet).
+        """
+        info = await self.info(request_id)
+        if info.status != SUCCEEDED:
+            raise RequestStateError(
+                f"request {request_id} has no result: it is {info.status}", request_id
+            )
+        data = await self.data.get(keys.result(request_id))
+        if data is None:
+            raise UnknownRequestError(f"the result of {request_id} has expired", request_id)
+        return data
+
+    async def history(self, request_id: str) -> list[dict[str, Any]]:
+        """The request's events, oldest first (node started/finished/failed, request end)."""
+        await self.info(request_id)
+        return [loads(item) for item in await self.state.read_list(keys.history(request_id))]
+
+    async def pause(self, request_id: str) -> None:
+        """Hold the request: running nodes finish, their successors wait for :meth:`resume`."""
+        await self._require(request_id, (RUNNING,), "pause")
+        if await self.executor._set_status(request_id, (RUNNING,), PAUSED) is None:
+            await self._require(request_id, (RUNNING,), "pause")
+
+    async def resume(self, request_id: str) -> int:
+        """Continue a paused request; each held hop is sent once. Returns how many."""
+        await self._require(request_id, (PAUSED,), "resume")
+        if await self.executor._set_status(request_id, (PAUSED,), RUNNING) is None:
+            await self._require(request_id, (PAUSED,), "resume")
+        with use_thread_pool(self._threads):
+            return await self.executor.release_held(request_id)
+
+    async def stop(self, request_id: str) -> None:
+        """End a running, paused or failed request now; hooks run once."""
+        await self._require(request_id, (RUNNING, PAUSED, FAILED), "stop")
+        with use_thread_pool(self._threads):
+            if not await self.executor.stop(request_id):
+                await self._require(request_id, (RUNNING, PAUSED, FAILED), "stop")
+
+    async def redrive(self, request_id: str) -> int:
+        """Run a failed request again from its failed node(s), keeping finished results.
+
+        Returns how many hops were sent again.
+        """
+        await self._require(request_id, (FAILED,), "redrive")
+        if await self.executor._set_status(request_id, (FAILED,), RUNNING, error=None) is None:
+            await self._require(request_id, (FAILED,), "redrive")
+        with use_thread_pool(self._threads):
+            return await self.executor.release_held(request_id)
+
+    async def recover(self) -> list[str]:
+        """Take over this flow's unfinished requests whose process died; resend their
+        pending hops. Returns the ids taken over."""
+        await self.start()
+        taken: list[str] = []
+        prefix = keys.live_index(self.flow_name)
+        for key in await self.state.keys(prefix):
+            rid = key[len(prefix):]
+            raw = await self.state.get(keys.request(rid))
+            if raw is None:
+                await self.state.delete(key)
+                continue
+            record = loads(raw)
+            if record["status"] not in (RUNNING, PAUSED) or owner_alive(record.get("owner", "")):
+                continue
+            record["owner"] = self.executor.owner
+            if not await self.state.compare_and_set(keys.request(rid), raw, dumps(record)):
+                continue
+            if record["status"] == RUNNING:
+                with use_thread_pool(self._threads):
+                    await self.executor.resend_pending(rid)
+            taken.append(rid)
+        return taken
+
+    async def requests(self) -> list[str]:
+        """Ids of this flow's requests still on record, oldest first."""
+        prefix = keys.flow_index(self.flow_name)
+        return [key[len(prefix):] for key in await self.state.keys(prefix)]
+
+    async def drain(self) -> None:
+        """Wait until no hop is queued or running in this process."""
+        await self.transport.drain()
+
+    async def _require(self, rid: str, allowed: tuple[str, ...], verb: str) -> None:
+        status = (await self.info(rid)).status
+        if status not in allowed:
+            raise RequestStateError(
+                f"cannot {verb} request {rid}: it is {status} (needs {' or '.join(allowed)})", rid
+            )
+
+
+def _memory_data_for(state: StateStore) -> DataStore:
+    if isinstance(state, MemoryStateStore):
+        return MemoryDataStore()
+    raise FaasFlowError("pass data_store= too when state_store= is a store object")
+
+
+async def arun(
+    define: Define,
+    data: bytes | str = b"",
+    *,
+    functions: Mapping[str, Callable[..., Any]] | None = None,
+    functions_dir: str | Path | None = None,
+    gateway: str | None = None,
+    state_store: StateStore | str | None = None,
+    data_store: DataStore | str | None = None,
+    flow_name: str = "flow",
+    query: str = "",
+    request_id: str | None = None,
+    timeout: float | None = None,
+) -> bytes:
+    """Run one request of ``define`` on ``data`` and return its result.
+
+    Raises:
+        FlowDefinitionError: the definition is invalid; nothing ran.
+        RequestFailedError: a node failed (``node``, ``attempt`` and ``cause`` say which).
+    """
+    engine = Engine(
+        define, flow_name=flow_name, functions=functions, functions_dir=functions_dir,
+        gateway=gateway, state_store=state_store, data_store=data_store,
+    )
+    async with engine:
+        return await engine.run(data, request_id=request_id, query=query, timeout=timeout)
+
+
+def run(define: Define, data: bytes | str = b"", **options: Any) -> bytes:
+    """Blocking :func:`arun`: run one request and return its result."""
+    return asyncio.run(arun(define, data, **options))

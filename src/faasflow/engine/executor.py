@@ -1,0 +1,685 @@
+"""The async half of the engine: runs hops and carries out the planner's actions.
+
+Crash safety comes from the order of writes, not from transactions spanning stores:
+
+1. a node's output (and its edges' forwarded data) is written to the data store;
+2. its record flips from ``running`` to ``done`` (compare-and-set), naming those refs;
+3. its successors are announced: each hop is added to the request's *pending* set
+   before it is sent, and joins record the parent in a set;
+4. only then is the finished hop removed from *pending* (and acknowledged).
+
+A crash between any two steps leaves the hop pending, so it runs again; finding its
+record ``done``, it only re-announces from the recorded refs, and every announcement is
+idempotent (set members, records claimed by compare-and-set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from faasflow.callables import call_user
+from faasflow.dsl.compile import compile_flow
+from faasflow.dsl.graph import Workflow
+from faasflow.dsl.spec import FlowSpec, NodeSpec
+from faasflow.engine import keys
+from faasflow.engine.context import Context, current_node
+from faasflow.engine.hops import Hop
+from faasflow.engine.operations import Caller, run_operations, run_user
+from faasflow.engine.planner import (
+    Action,
+    DagDone,
+    FireCollect,
+    FireNode,
+    Finish,
+    Join,
+    Planner,
+    Send,
+    SubdagDone,
+    split_member,
+)
+from faasflow.engine.records import (
+    FAILED,
+    FINISHED,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    SUCCEEDED,
+    dumps,
+    loads,
+    new_token,
+    owner_alive,
+    process_owner,
+    request_record,
+)
+from faasflow.errors import (
+    DuplicateRequestError,
+    FaasFlowError,
+    FlowDefinitionError,
+    NodeError,
+    OperationError,
+    RequestFailedError,
+    RequestStoppedError,
+    StoreError,
+)
+from faasflow.stores.base import DataStore, StateStore
+from faasflow.transports.base import Transport
+
+log = logging.getLogger("faasflow.engine")
+
+Define = Callable[[Workflow, Context], Any]
+
+_LIVE_CACHE = 10_000
+
+
+@dataclass
+class Settings:
+    """Engine knobs, all with defaults that suit an embedded run."""
+
+    default_timeout: float = 30.0
+    """Seconds a function call may take when its operation sets no timeout."""
+    result_ttl: float = 7 * 24 * 3600.0
+    """How long a finished request's record, history and result are kept."""
+
+
+@dataclass
+class _Live:
+    """What this process knows of one request it is working on."""
+
+    spec: FlowSpec
+    planner: Planner
+    context: Context
+    base: Hop
+
+
+class Executor:
+    """Runs the requests of one flow through the three ports."""
+
+    def __init__(
+        self,
+        *,
+        flow_name: str,
+        define: Define,
+        state: StateStore,
+        data: DataStore,
+        transport: Transport,
+        caller: Caller,
+        settings: Settings | None = None,
+    ) -> None:
+        self.flow_name = flow_name
+        self.define = define
+        self.state = state
+        self.data = data
+        self.transport = transport
+        self.caller = caller
+        self.settings = settings or Settings()
+        self.owner = process_owner()
+        self._live: OrderedDict[str, _Live] = OrderedDict()
+        self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- building a request's flow ---------------------------------------------------
+    def build(self, context: Context) -> FlowSpec:
+        """Call ``define`` for ``context`` and validate what it built."""
+        flow = Workflow()
+        try:
+            self.define(flow, context)
+        except FaasFlowError:
+            raise
+        except Exception as exc:
+            raise FlowDefinitionError(
+                f"define() raised {type(exc).__name__}: {exc}"
+            ) from exc
+        return compile_flow(flow)
+
+    def _context(self, rid: str, query: str) -> Context:
+        return Context(
+            request_id=rid,
+            flow_name=self.flow_name,
+            query_string=query,
+            data_store=self.data,
+            loop=self._loop or asyncio.get_running_loop(),
+        )
+
+    def live(self, rid: str, query: str) -> _Live:
+        """This process's view of request ``rid`` (``define`` runs once per request)."""
+        found = self._live.get(rid)
+        if found is not None:
+            self._live.move_to_end(rid)
+            return found
+        context = self._context(rid, query)
+        spec = self.build(context)
+        found = _Live(spec, Planner(spec), context, Hop(rid, self.flow_name, "", query=query))
+        self._live[rid] = found
+        if len(self._live) > _LIVE_CACHE:
+            self._live.popitem(last=False)
+        return found
+
+    # -- starting requests --------------------------------------------------------
+    async def submit(self, rid: str, data: bytes, query: str = "") -> None:
+        """Create request ``rid`` with input ``data`` and announce its first hop.
+
+        The definition is built and validated first: a bad one changes nothing.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._live.pop(rid, None)
+        live = self.live(rid, query)
+        record = request_record(self.flow_name, query, self.owner)
+        if not await self.state.compare_and_set(keys.request(rid), None, dumps(record)):
+            self._live.pop(rid, None)
+            raise DuplicateRequestError(f"request id {rid!r} is already in use", rid)
+        input_ref = keys.request_input(rid)
+        await self.data.put(input_ref, data)
+        await self.state.set(keys.flow_index(self.flow_name, rid), str(record["created"]).encode())
+        await self.state.set(keys.live_index(self.flow_name, rid), b"")
+        await self._history(rid, "request", "", "started", size=len(data))
+        await self._carry_out(live, live.planner.start(live.base, input_ref))
+
+    # -- running hops -------------------------------------------------------------
+    async def handle(self, hop: Hop) -> None:
+        """Run one hop (the transport's handler)."""
+        self._loop = asyncio.get_running_loop()
+        raw = await self.state.get(keys.request(hop.request_id))
+        if raw is None:
+            log.warning("hop %s for an unknown or expired request: ignored", hop.id)
+            return
+        record = loads(raw)
+        status = record["status"]
+        if status in FINISHED:
+            log.info("hop %s for a %s request: ignored", hop.id, status)
+            return
+        if status != RUNNING and not await self._hold(hop):
+            return
+        live = self.live(hop.request_id, record.get("query", ""))
+        try:
+            node = live.spec.resolve(hop.path)
+        except KeyError:
+            log.error("hop %s names no node of flow %s: dropped", hop.id, self.flow_name)
+            await self.state.remove_from_set(keys.pending(hop.request_id), hop.to_json())
+            return
+        if hop.kind == "collect":
+            await self._run_collect(live, hop, node)
+        elif node.is_dynamic:
+            await self._run_expand(live, hop, node)
+        else:
+            await self._run_task(live, hop, node)
+        await self.state.remove_from_set(keys.pending(hop.request_id), hop.to_json())
+
+    async def _hold(self, hop: Hop) -> bool:
+        """Keep ``hop`` back while its request is paused or failed.
+
+        Returns ``True`` when the request turned running meanwhile and the hop should run.
+        """
+        rid, text = hop.request_id, hop.to_json()
+        await self.state.add_to_set(keys.held(rid), text)
+        await self.state.remove_from_set(keys.pending(rid), text)
+        raw = await self.state.get(keys.request(rid))
+        # A resume may have swept the held set just before we added to it.
+        if raw is not None and loads(raw)["status"] == RUNNING and await self.state.remove_from_set(
+            keys.held(rid), text
+        ):
+            await self.state.add_to_set(keys.pending(rid), text)
+            return True
+        return False
+
+    async def _claim(self, key: str, hop: Hop) -> tuple[dict[str, Any] | None, bytes | None]:
+        """Claim the record at ``key`` for this execution of ``hop``.
+
+        Returns ``(done_record, None)`` when the step already finished,
+        ``(None, claimed_raw)`` when this process now runs it, ``(None, None)`` when
+        another live process runs it.
+        """
+        raw = await self.state.get(key)
+        previous = loads(raw) if raw is not None else None
+        if previous is not None:
+            if previous["state"] == "done":
+                return previous, None
+            if previous["state"] == "running" and owner_alive(previous["owner"]):
+                log.info("hop %s is running elsewhere: duplicate ignored", hop.id)
+                return None, None
+        claimed = dumps(
+            {
+                "state": "running",
+                "attempt": (previous or {}).get("attempt", 0) + 1,
+                "started": time.time(),
+                "owner": self.owner,
+                "hop": hop.to_dict(),
+            }
+        )
+        if not await self.state.compare_and_set(key, raw, claimed):
+            return None, None
+        return None, claimed
+
+    async def _run_task(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
+        rid, path = hop.request_id, hop.path
+        key = keys.node_record(rid, path)
+        done, claimed = await self._claim(key, hop)
+        if done is None and claimed is None:
+            return
+        if done is None:
+            assert claimed is not None
+            attempt = loads(claimed)["attempt"]
+            token = current_node.set(path)
+            try:
+                data_in, single_ref = await self._input(live, hop, node)
+                output, calls = await run_operations(
+                    node.operations, data_in, node=path, request_id=rid, caller=self.caller,
+                    default_timeout=self.settings.default_timeout,
+                )
+                exec_token = new_token()
+                if not node.operations and single_ref is not None:
+                    ref = single_ref  # a pass-through node stores nothing new
+                else:
+                    ref = keys.node_output(rid, path, exec_token)
+                    await self.data.put(ref, output)
+                forwarded = await self._forward(rid, path, node, output, exec_token)
+            except NodeError as exc:
+                exc.attempt = max(exc.attempt, attempt)
+                await self._fail(live, hop, key, claimed, exc)
+                return
+            finally:
+                current_node.reset(token)
+            done = await self._complete(
+                key, claimed, ref=ref, forwarded=forwarded, size_in=len(data_in),
+                size_out=len(output), calls=calls,
+            )
+            await self._history(rid, "node", path, "finished", record=done)
+        await self._carry_out(
+            live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
+        )
+
+    async def _input(self, live: _Live, hop: Hop, node: NodeSpec) -> tuple[bytes, str | None]:
+        """The node's input and, when it is one stored value, that value's ref."""
+        if not hop.inputs:
+            return b"", None
+        values = {name: await self._read(ref, hop.path) for name, ref in hop.inputs}
+        if node.aggregator is not None and node.kind == "task":
+            return await run_user(node.aggregator, values, node=hop.path, what="aggregator"), None
+        (name, ref), = hop.inputs
+        return values[name], ref
+
+    async def _read(self, ref: str, path: str) -> bytes:
+        data = await self.data.get(ref)
+        if data is None:
+            raise OperationError(f"input data {ref!r} is missing (expired or deleted)", node=path)
+        return data
+
+    async def _forward(
+        self, rid: str, path: str, node: NodeSpec, output: bytes, token: str
+    ) -> dict[str, str]:
+        forwarded: dict[str, str] = {}
+        for edge in node.children:
+            if edge.forwarder is None:
+                continue
+            data = await run_user(edge.forwarder, output, node=path,
+                                  what=f"forwarder of edge to {edge.target.id!r}")
+            ref = keys.node_output(rid, path, token, edge.target.id)
+            await self.data.put(ref, data)
+            forwarded[edge.target.id] = ref
+        return forwarded
+
+    async def _complete(
+        self, key: str, claimed: bytes | None, *, ref: str, forwarded: dict[str, str],
+        **details: Any,
+    ) -> dict[str, Any]:
+        """Flip the record at ``key`` to done; if another execution won, use its record."""
+        started = loads(claimed) if claimed else {}
+        done = {
+            "state": "done",
+            "attempt": started.get("attempt", 1),
+            "started": started.get("started", time.time()),
+            "finished": time.time(),
+            "ref": ref,
+            "fwd": forwarded,
+            **details,
+        }
+        if await self.state.compare_and_set(key, claimed, dumps(done)):
+            return done
+        raw = await self.state.get(key)
+        if raw is not None and loads(raw)["state"] == "done":
+            return loads(raw)
+        raise StoreError(f"record {key!r} changed under a running node")
+
+    async def _run_expand(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
+        rid, path = hop.request_id, hop.path
+        key = keys.expand_record(rid, path)
+        done, claimed = await self._claim(key, hop)
+        if done is None and claimed is None:
+            return
+        if done is None:
+            assert claimed is not None
+            token = current_node.set(path)
+            try:
+                data_in, input_ref = await self._input(live, hop, node)
+                chosen = await self._choose(rid, path, node, data_in, input_ref)
+            except NodeError as exc:
+                await self._fail(live, hop, key, claimed, exc)
+                return
+            finally:
+                current_node.reset(token)
+            done = await self._complete(
+                key, claimed, ref=input_ref or "", forwarded={},
+                branches=[[k, r] for k, r in chosen],
+            )
+            await self._history(rid, "node", path, "expanded", record=done)
+        branches = [(k, r or None) for k, r in done["branches"]]
+        await self._carry_out(live, live.planner.expand(live.base, path, branches))
+
+    async def _choose(
+        self, rid: str, path: str, node: NodeSpec, data: bytes, input_ref: str | None
+    ) -> list[tuple[str, str]]:
+        if node.kind == "conditional":
+            assert node.condition is not None
+            picked = await _user(node.condition, data, path, "condition")
+            if isinstance(picked, str) or not isinstance(picked, Iterable):
+                raise OperationError(
+                    f"condition must return a list of keys, got {type(picked).__name__}", node=path
+                )
+            picked = list(picked)
+            unknown = [k for k in picked if k not in node.branches]
+            if unknown:
+                raise OperationError(
+                    f"condition returned unknown key(s) {unknown}; declared: {list(node.branches)}",
+                    node=path,
+                )
+            return [(k, input_ref or "") for k in node.branches if k in picked]
+        assert node.foreach is not None
+        items = await _user(node.foreach, data, path, "foreach")
+        if not isinstance(items, dict):
+            raise OperationError(
+                f"foreach must return a dict of key -> bytes, got {type(items).__name__}", node=path
+            )
+        token = new_token()
+        chosen: list[tuple[str, str]] = []
+        for index, (item_key, value) in enumerate(items.items()):
+            if not isinstance(item_key, str) or not item_key:
+                raise OperationError(f"foreach returned an invalid key {item_key!r}", node=path)
+            if isinstance(value, str):
+                value = value.encode()
+            if not isinstance(value, bytes | bytearray):
+                raise OperationError(
+                    f"foreach value for {item_key!r} must be bytes, got {type(value).__name__}",
+                    node=path,
+                )
+            ref = keys.branch_input(rid, path, token, index)
+            await self.data.put(ref, bytes(value))
+            chosen.append((item_key, ref))
+        return chosen
+
+    async def _run_collect(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
+        rid, path = hop.request_id, hop.path
+        key = keys.node_record(rid, path)
+        done, claimed = await self._claim(key, hop)
+        if done is None and claimed is None:
+            return
+        if done is None:
+            token = current_node.set(path)
+            try:
+                expansion = loads(await self._must(keys.expand_record(rid, path)))
+                finished = dict(
+                    split_member(m) for m in await self.state.set_members(keys.branch_set(rid, path))
+                )
+                results = {
+                    k: await self._read(finished[k], path) for k, _ in expansion["branches"]
+                }
+                output = (
+                    await run_user(node.aggregator, results, node=path, what="aggregator")
+                    if node.aggregator is not None
+                    else b""
+                )
+                exec_token = new_token()
+                ref = keys.node_output(rid, path, exec_token)
+                await self.data.put(ref, output)
+                forwarded = await self._forward(rid, path, node, output, exec_token)
+            except NodeError as exc:
+                await self._fail(live, hop, key, claimed, exc)
+                return
+            finally:
+                current_node.reset(token)
+            done = await self._complete(
+                key, claimed, ref=ref, forwarded=forwarded, size_out=len(output),
+                branches=len(results),
+            )
+            await self._history(rid, "node", path, "finished", record=done)
+        await self._carry_out(
+            live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
+        )
+
+    async def _must(self, key: str) -> bytes:
+        raw = await self.state.get(key)
+        if raw is None:
+            raise StoreError(f"state record {key!r} is missing")
+        return raw
+
+    # -- carrying out the planner's actions ----------------------------------------
+    async def _carry_out(self, live: _Live, actions: list[Action]) -> None:
+        rid = live.base.request_id
+        sends: list[Hop] = []
+        for action in actions:
+            if isinstance(action, Send):
+                sends.append(replace(action.hop, sent_at=time.time()))
+            elif isinstance(action, Join):
+                count = await self.state.add_to_set(action.key, action.member)
+                expected = action.expected
+                if expected is None:
+                    assert isinstance(action.then, FireCollect)
+                    expansion = loads(await self._must(keys.expand_record(rid, action.then.path)))
+                    expected = len(expansion["branches"])
+                if count == expected:
+                    await self._carry_out(live, await self._fire(live, action.then))
+            elif isinstance(action, DagDone):
+                await self._carry_out(live, await self._fire(live, action))
+            elif isinstance(action, SubdagDone):
+                await self._subdag_done(live, action)
+            elif isinstance(action, Finish):
+                await self._finish(live, action.ref)
+        for hop in sends:
+            await self.state.add_to_set(keys.pending(rid), hop.to_json())
+        for hop in sends:
+            await self.transport.send(hop)
+
+    async def _fire(self, live: _Live, then: FireNode | FireCollect | DagDone) -> list[Action]:
+        rid, planner = live.base.request_id, live.planner
+        if isinstance(then, FireNode):
+            members = await self.state.set_members(keys.join_set(rid, then.path))
+            return planner.fire_node(live.base, then.path, members)
+        if isinstance(then, FireCollect):
+            return [Send(Hop(rid, self.flow_name, then.path, "collect", query=live.base.query))]
+        ref = then.ref
+        if ref is None:
+            record = loads(await self._must(keys.node_record(rid, planner.output_path(then.prefix))))
+            ref = record["ref"]
+        return planner.after_dag(live.base, then.prefix, ref)
+
+    async def _subdag_done(self, live: _Live, action: SubdagDone) -> None:
+        rid, path = live.base.request_id, action.path
+        node = live.spec.resolve(path)
+        key = keys.node_record(rid, path)
+        raw = await self.state.get(key)
+        if raw is not None:
+            done = loads(raw)
+        else:
+            forwarded: dict[str, str] = {}
+            if any(e.forwarder for e in node.children):
+                output = await self._read(action.ref, path)
+                try:
+                    forwarded = await self._forward(rid, path, node, output, new_token())
+                except NodeError as exc:
+                    await self._fail(live, None, key, None, exc)
+                    return
+            done = {"state": "done", "attempt": 1, "finished": time.time(), "ref": action.ref,
+                    "fwd": forwarded}
+            if not await self.state.compare_and_set(key, None, dumps(done)):
+                done = loads(await self._must(key))
+        await self._carry_out(
+            live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
+        )
+
+    # -- ends ---------------------------------------------------------------------
+    async def _set_status(
+        self, rid: str, allowed: Iterable[str], status: str, **changes: Any
+    ) -> dict[str, Any] | None:
+        """Move the request to ``status`` if it is in ``allowed``; the new record, or
+        ``None`` when it was not (another caller won, or the state did not allow it)."""
+        allowed = set(allowed)
+        for _ in range(100):
+            raw = await self.state.get(keys.request(rid))
+            if raw is None:
+                return None
+            record = loads(raw)
+            if record["status"] not in allowed:
+                return None
+            record.update(status=status, updated=time.time(), **changes)
+            if await self.state.compare_and_set(keys.request(rid), raw, dumps(record)):
+                return record
+        raise StoreError(f"request {rid!r}: status kept changing under compare-and-set")
+
+    async def _finish(self, live: _Live, ref: str) -> None:
+        rid = live.base.request_id
+        output = await self._read(ref, "")
+        ttl = self.settings.result_ttl
+        await self.data.put(keys.result(rid), output, ttl=ttl)
+        record = await self._set_status(rid, (RUNNING, PAUSED), SUCCEEDED, result_size=len(output))
+        if record is None:
+            return
+        await self._history(rid, "request", "", "succeeded", size=len(output))
+        live.context._state = "success"
+        await self._hook(live.spec.finally_hook, "success", rid)
+        await self._clean(rid, ttl)
+        self._resolve(rid, output)
+
+    async def _fail(
+        self, live: _Live, hop: Hop | None, key: str, claimed: bytes | None, error: NodeError
+    ) -> None:
+        rid = live.base.request_id
+        previous = loads(claimed) if claimed else {"attempt": 1}
+        failed = {**previous, "state": "failed", "finished": time.time(), "error": str(error)}
+        failed.pop("owner", None)
+        await self.state.compare_and_set(key, claimed, dumps(failed))
+        await self._history(rid, "node", error.node, "failed", attempt=error.attempt,
+                            error=str(error))
+        if hop is not None:
+            # The failed hop waits in the held set: redrive sends it again.
+            await self.state.add_to_set(keys.held(rid), hop.to_json())
+            await self.state.remove_from_set(keys.pending(rid), hop.to_json())
+        info = {"node": error.node, "attempt": error.attempt, "cause": str(error)}
+        record = await self._set_status(rid, (RUNNING, PAUSED), FAILED, error=info)
+        if record is None:
+            return
+        exc = RequestFailedError(
+            f"request {rid} failed at node {error.node!r} (attempt {error.attempt}): {error}",
+            request_id=rid, node=error.node, attempt=error.attempt, cause=str(error),
+        )
+        exc.__cause__ = error
+        await self._history(rid, "request", "", "failed", error=str(error))
+        await self._end_hooks(live, exc)
+        self._resolve(rid, exc)
+
+    async def _end_hooks(self, live: _Live, exc: RequestFailedError) -> None:
+        rid = live.base.request_id
+        live.context._state = "failure"
+        await self._hook(live.spec.failure_hook, exc, rid)
+        await self._hook(live.spec.finally_hook, "failure", rid)
+
+    async def _hook(self, fn: Callable[[Any], Any] | None, arg: Any, rid: str) -> None:
+        if fn is None:
+            return
+        try:
+            await call_user(fn, arg)
+        except Exception:
+            log.exception("request %s: hook %s raised", rid, getattr(fn, "__name__", fn))
+
+    async def _clean(self, rid: str, ttl: float) -> None:
+        """Leave only the record, the history, the index entry and the result, expiring."""
+        await self.state.delete_prefix(keys.request_prefix(rid))
+        await self.data.delete_prefix(keys.data_prefix(rid))
+        await self.state.delete(keys.live_index(self.flow_name, rid))
+        for key in (keys.request(rid), keys.history(rid), keys.flow_index(self.flow_name, rid)):
+            await self.state.expire(key, ttl)
+        self._live.pop(rid, None)
+
+    # -- control ------------------------------------------------------------------
+    async def stop(self, rid: str) -> bool:
+        """End the request: hooks run once, intermediate state is removed."""
+        record = await self._set_status(rid, (RUNNING, PAUSED, FAILED), STOPPED)
+        if record is None:
+            return False
+        await self._history(rid, "request", "", "stopped")
+        live = self.live(rid, record.get("query", ""))
+        exc = RequestStoppedError(f"request {rid} was stopped", request_id=rid, cause="stopped")
+        if record.get("error") is None:
+            await self._end_hooks(live, exc)
+        await self._clean(rid, self.settings.result_ttl)
+        self._resolve(rid, exc)
+        return True
+
+    async def release_held(self, rid: str) -> int:
+        """Send every held hop once (after resume or redrive); returns how many."""
+        sent = 0
+        for text in await self.state.set_members(keys.held(rid)):
+            if await self.state.remove_from_set(keys.held(rid), text):
+                hop = Hop.from_json(text)
+                await self.state.add_to_set(keys.pending(rid), text)
+                await self.transport.send(hop)
+                sent += 1
+        return sent
+
+    async def resend_pending(self, rid: str) -> int:
+        """Send every pending hop again (recovery after a crash); returns how many."""
+        members = await self.state.set_members(keys.pending(rid))
+        for text in members:
+            await self.transport.send(Hop.from_json(text))
+        return len(members)
+
+    # -- waiting ------------------------------------------------------------------
+    def waiter(self, rid: str) -> asyncio.Future[bytes]:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(rid, []).append(future)
+        return future
+
+    def _resolve(self, rid: str, outcome: bytes | BaseException) -> None:
+        for future in self._waiters.pop(rid, []):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def undeliverable(self, hop: Hop) -> None:
+        """A hop kept failing outside user code (a store that went away): fail its request."""
+        rid = hop.request_id
+        live = self.live(rid, hop.query)
+        error = NodeError(
+            "the engine could not run this node (its stores kept failing); see the logs",
+            node=hop.path, attempt=1,
+        )
+        try:
+            await self._fail(live, hop, keys.node_record(rid, hop.path), None, error)
+        finally:
+            self._resolve(rid, StoreError(f"request {rid}: hop for {hop.path!r} kept failing"))
+
+    async def _history(self, rid: str, kind: str, path: str, event: str, **details: Any) -> None:
+        record = details.pop("record", None)
+        entry: dict[str, Any] = {"t": time.time(), "kind": kind, "node": path, "event": event}
+        if record is not None:
+            for field in ("attempt", "started", "finished", "size_in", "size_out", "calls"):
+                if field in record:
+                    entry[field] = record[field]
+        entry.update(details)
+        await self.state.append(keys.history(rid), dumps(entry))
+
+    def forget(self, rid: str) -> None:
+        self._live.pop(rid, None)
+
+
+async def _user(fn: Callable[[bytes], Any], data: bytes, path: str, what: str) -> Any:
+    try:
+        return await call_user(fn, data)
+    except Exception as exc:
+        raise OperationError(f"{what} failed: {type(exc).__name__}: {exc}", node=path) from exc

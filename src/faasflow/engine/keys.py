@@ -1,0 +1,90 @@
+"""Where the engine keeps things: every state and data key is named here, nowhere else.
+
+Per request ``R`` the state store holds the request record ``r/R`` and everything under
+``r/R/`` (node records, join sets, branch sets, pending and held hops), plus the history
+``h/R`` and the flow index ``f/FLOW/R``; the data store holds ``R/…`` (inputs, outputs,
+context values) and the result ``result/R``. A finished request is cleaned by deleting the
+two ``R`` prefixes; what stays (record, history, index, result) expires.
+"""
+
+from __future__ import annotations
+
+
+def request(rid: str) -> str:
+    return f"r/{rid}"
+
+
+def request_prefix(rid: str) -> str:
+    return f"r/{rid}/"
+
+
+def node_record(rid: str, path: str) -> str:
+    """A node instance's record: running, done (with its output refs) or failed."""
+    return f"r/{rid}/n/{path}"
+
+
+def expand_record(rid: str, path: str) -> str:
+    """A dynamic node's expansion: the branch keys it chose."""
+    return f"r/{rid}/x/{path}"
+
+
+def join_set(rid: str, path: str) -> str:
+    """The parents that have reached the node at ``path``."""
+    return f"r/{rid}/j/{path}"
+
+
+def branch_set(rid: str, path: str) -> str:
+    """The branches of the dynamic node at ``path`` that have finished."""
+    return f"r/{rid}/b/{path}"
+
+
+def dag_end_set(rid: str, prefix: str) -> str:
+    """The end nodes of the DAG instance at ``prefix`` that have finished."""
+    return f"r/{rid}/e/{prefix}"
+
+
+def pending(rid: str) -> str:
+    """Hops announced and not finished: the request's frontier, resent on recovery."""
+    return f"r/{rid}/pending"
+
+
+def held(rid: str) -> str:
+    """Hops kept back while the request is paused or failed."""
+    return f"r/{rid}/held"
+
+
+def history(rid: str) -> str:
+    return f"h/{rid}"
+
+
+def flow_index(flow: str, rid: str = "") -> str:
+    return f"f/{flow}/{rid}"
+
+
+def live_index(flow: str, rid: str = "") -> str:
+    """Unfinished requests of a flow, for recovery and the stall detector."""
+    return f"live/{flow}/{rid}"
+
+
+def data_prefix(rid: str) -> str:
+    return f"{rid}/"
+
+
+def request_input(rid: str) -> str:
+    return f"{rid}/in"
+
+
+def node_output(rid: str, path: str, token: str, child: str = "") -> str:
+    return f"{rid}/o/{path}/{token}" + (f">{child}" if child else "")
+
+
+def branch_input(rid: str, path: str, token: str, index: int) -> str:
+    return f"{rid}/i/{path}/{token}/{index}"
+
+
+def context_value(rid: str, key: str) -> str:
+    return f"{rid}/ctx/{key}"
+
+
+def result(rid: str) -> str:
+    return f"result/{rid}"

@@ -1,0 +1,156 @@
+"""Running a node's operations: modifiers, function calls with timeouts and retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from faasflow.callables import call_user
+from faasflow.dsl.operations import Apply, Modify, Operation, Request
+from faasflow.dsl.options import NO_RETRY
+from faasflow.engine.context import as_bytes
+from faasflow.errors import (
+    FunctionError,
+    FunctionHTTPError,
+    FunctionNotFoundError,
+    FunctionTimeoutError,
+    NodeError,
+    OperationError,
+)
+from faasflow.functions.base import FunctionRequest, FunctionResponse
+
+
+class Caller(Protocol):
+    """Something that can make a function call (the engine's function registry)."""
+
+    async def invoke(self, request: FunctionRequest) -> FunctionResponse: ...
+
+
+async def run_operations(
+    operations: Sequence[Operation],
+    data: bytes,
+    *,
+    node: str,
+    request_id: str,
+    caller: Caller,
+    default_timeout: float,
+) -> tuple[bytes, int]:
+    """Run ``operations`` in order on ``data``; return the output and the most attempts
+    any call needed. Raises :class:`NodeError` naming the node and attempt."""
+    attempts_used = 1
+    for operation in operations:
+        if isinstance(operation, Modify):
+            data = await run_user(operation.fn, data, node=node, what="modify")
+        else:
+            data, attempts = await _call(
+                operation, data, node=node, request_id=request_id, caller=caller,
+                default_timeout=default_timeout,
+            )
+            attempts_used = max(attempts_used, attempts)
+    return data, attempts_used
+
+
+async def run_user(fn: object, data: object, *, node: str, what: str) -> bytes:
+    """Run a user callable that must return bytes; failures name the node."""
+    try:
+        return as_bytes(await call_user(fn, data), what)  # type: ignore[arg-type]
+    except NodeError:
+        raise
+    except Exception as exc:
+        raise OperationError(f"{what} failed: {type(exc).__name__}: {exc}", node=node,
+                             attempt=1) from exc
+
+
+async def _call(
+    operation: Apply | Request,
+    data: bytes,
+    *,
+    node: str,
+    request_id: str,
+    caller: Caller,
+    default_timeout: float,
+) -> tuple[bytes, int]:
+    options = operation.options
+    retry = options.retry or NO_RETRY
+    timeout = options.timeout or default_timeout
+    target = operation.function if isinstance(operation, Apply) else operation.url
+    error: FunctionError | None = None
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return await _attempt(
+                caller, operation, data, target=target, timeout=timeout, request_id=request_id
+            ), attempt
+        except FunctionNotFoundError as exc:
+            # Retrying cannot make an unknown function appear.
+            error = _at(exc, node, attempt)
+            break
+        except FunctionError as exc:
+            error = _at(exc, node, attempt)
+            if attempt < retry.attempts:
+                await asyncio.sleep(retry.delay(attempt))
+    assert error is not None
+    if options.on_failure is not None:
+        try:
+            handled = await call_user(options.on_failure, error)
+        except FunctionError as exc:
+            raise _at(exc, node, error.attempt) from error
+        except Exception as exc:
+            raise OperationError(
+                f"on_failure of {target!r} failed: {type(exc).__name__}: {exc}",
+                node=node, attempt=error.attempt,
+            ) from exc
+        if handled is not None:
+            return as_bytes(handled, f"on_failure of {target!r}"), error.attempt
+    raise error
+
+
+async def _attempt(
+    caller: Caller,
+    operation: Apply | Request,
+    data: bytes,
+    *,
+    target: str,
+    timeout: float,
+    request_id: str,
+) -> bytes:
+    options = operation.options
+    request = FunctionRequest(
+        target=target,
+        body=data,
+        method=options.method,
+        headers=dict(options.headers),
+        query=list(options.query),
+        timeout=timeout,
+        is_url=isinstance(operation, Request),
+        request_id=request_id,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            if options.request_handler is not None:
+                await call_user(options.request_handler, request)
+            response = await caller.invoke(request)
+            if options.on_response is not None:
+                return as_bytes(await call_user(options.on_response, response),
+                                f"on_response of {target!r}")
+    except TimeoutError as exc:
+        raise FunctionTimeoutError(
+            f"{target!r} did not answer within {timeout:g}s", function=target
+        ) from exc
+    except FunctionError:
+        raise
+    except Exception as exc:
+        raise FunctionError(f"{target!r}: {type(exc).__name__}: {exc}", function=target) from exc
+    if not response.ok:
+        snippet = response.body[:200].decode(errors="replace")
+        raise FunctionHTTPError(
+            f"{target!r} answered {response.status}: {snippet}",
+            function=target, status=response.status, body=response.body,
+        )
+    return response.body
+
+
+def _at(exc: FunctionError, node: str, attempt: int) -> FunctionError:
+    exc.node = node
+    exc.attempt = attempt
+    return exc

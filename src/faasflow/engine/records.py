@@ -1,0 +1,121 @@
+"""The records the engine keeps per request and per node, and their public views."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+RUNNING, PAUSED, SUCCEEDED, FAILED, STOPPED = "running", "paused", "succeeded", "failed", "stopped"
+STATUSES = (RUNNING, PAUSED, SUCCEEDED, FAILED, STOPPED)
+FINISHED = frozenset({SUCCEEDED, STOPPED})
+"""Nothing more will happen to these requests (a failed one can still be redriven)."""
+
+
+def dumps(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def loads(raw: bytes) -> dict[str, Any]:
+    value = json.loads(raw)
+    assert isinstance(value, dict)
+    return value
+
+
+def new_token() -> str:
+    """A short random token that makes each execution's output keys unique."""
+    return uuid.uuid4().hex[:12]
+
+
+_HOST = socket.gethostname()
+_BOOT = new_token()[:6]
+
+
+def process_owner() -> str:
+    """``host:pid:boot`` of this process: who claims a node or a request."""
+    return f"{_HOST}:{os.getpid()}:{_BOOT}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process named ``owner`` may still be running.
+
+    Processes on this host are checked; one on another host is assumed alive (claims
+    across machines expire by lease instead).
+    """
+    host, _, rest = owner.partition(":")
+    pid_text, _, boot = rest.partition(":")
+    if host != _HOST or not pid_text.isdigit():
+        return host != _HOST
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return boot == _BOOT
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class FailureInfo:
+    """Why a request failed: the node (path), the attempt and the cause."""
+
+    node: str
+    attempt: int
+    cause: str
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a request is and where it stands.
+
+    Attributes:
+        request_id: the request.
+        flow: the flow's name.
+        status: ``running``, ``paused``, ``succeeded``, ``failed`` or ``stopped``.
+        created: epoch seconds.
+        updated: epoch seconds of the last status change.
+        failure: why it failed, for ``failed`` requests.
+        nodes: node path → its record (``state``, ``attempt``, timings), when asked for.
+    """
+
+    request_id: str
+    flow: str
+    status: str
+    created: float
+    updated: float
+    failure: FailureInfo | None = None
+    query: str = ""
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, request_id: str, record: dict[str, Any]) -> RequestInfo:
+        error = record.get("error")
+        return cls(
+            request_id=request_id,
+            flow=record["flow"],
+            status=record["status"],
+            created=record["created"],
+            updated=record["updated"],
+            failure=FailureInfo(error["node"], error["attempt"], error["cause"]) if error else None,
+            query=record.get("query", ""),
+        )
+
+
+def request_record(flow: str, query: str, owner: str) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "flow": flow,
+        "status": RUNNING,
+        "created": now,
+        "updated": now,
+        "query": query,
+        "error": None,
+        "owner": owner,
+    }

@@ -1,0 +1,164 @@
+"""The two store contracts the engine works through.
+
+:class:`StateStore` holds small, strongly consistent records: request status, node
+records, join sets, held hops, history. :class:`DataStore` holds bytes by key: node
+outputs, branch inputs, context values, results.
+
+Every backend ships with the same contract test suite (``tests/stores/contract.py``);
+a new backend is done when that suite passes against a real server.
+
+Semantics shared by all backends:
+
+* keys are ``str`` (``/``-separated by convention), values are ``bytes``;
+* ``ttl`` is in seconds from now; an expired key behaves exactly as an absent one and
+  is purged lazily;
+* a key holds one kind of value: a plain value, a set, or a list. The namespaces are
+  separate (``set`` never sees a set's members); ``delete``, ``delete_prefix`` and
+  ``expire`` apply to every kind;
+* errors of the backend's client are raised as :class:`faasflow.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+
+class StateStore(ABC):
+    """Small, strongly consistent key/value records with atomic operations."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook, most stores connect lazily
+        """Connect; called once before use. The default does nothing."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release connections. The default does nothing."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- plain values -------------------------------------------------------------
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """The value at ``key``, or ``None`` when absent or expired."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values at ``keys``, in order; backends may read them in one round trip."""
+        return [await self.get(key) for key in keys]
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Store ``value`` at ``key`` (replacing it), expiring after ``ttl`` seconds."""
+
+    @abstractmethod
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
+    ) -> bool:
+        """Atomically replace the value at ``key`` if it equals ``expected``.
+
+        ``expected=None`` means "only if absent" (create); ``new=None`` deletes the key.
+        Returns whether the swap happened. Exactly one of several concurrent callers
+        with the same ``expected`` wins.
+        """
+
+    @abstractmethod
+    async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
+        """Plain-value keys that start with ``prefix``, sorted, at most ``limit``."""
+
+    # -- sets -------------------------------------------------------------------------
+    @abstractmethod
+    async def add_to_set(self, key: str, member: str, *, ttl: float | None = None) -> int:
+        """Add ``member`` to the set at ``key`` atomically; return the set's size after.
+
+        Adding a member twice leaves the size unchanged: this is what makes a join
+        count each parent once however often its hop is delivered.
+        """
+
+    @abstractmethod
+    async def remove_from_set(self, key: str, member: str) -> bool:
+        """Remove ``member``; ``True`` only for the one caller that actually removed it."""
+
+    @abstractmethod
+    async def set_members(self, key: str) -> list[str]:
+        """The members of the set at ``key`` in the order they were first added."""
+
+    # -- counters and lists -----------------------------------------------------------
+    @abstractmethod
+    async def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
+        """Atomically add ``by`` to the integer at ``key`` (absent = 0); return the result.
+
+        The counter shares the plain-value namespace: ``get`` reads it as ASCII digits.
+        """
+
+    @abstractmethod
+    async def append(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Append ``value`` to the list at ``key``."""
+
+    @abstractmethod
+    async def read_list(self, key: str) -> list[bytes]:
+        """Every item of the list at ``key``, oldest first."""
+
+    # -- lifetime ---------------------------------------------------------------------
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove ``key`` whatever it holds; absent keys are fine."""
+
+    @abstractmethod
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every key (of any kind) starting with ``prefix``; return how many."""
+
+    @abstractmethod
+    async def expire(self, key: str, ttl: float) -> None:
+        """Make ``key`` (of any kind) expire ``ttl`` seconds from now."""
+
+
+class DataStore(ABC):
+    """Bytes by key: node outputs, branch inputs, context values and results."""
+
+    async def open(self) -> None:  # noqa: B027
+        """Connect; called once before use. The default does nothing."""
+
+    async def close(self) -> None:  # noqa: B027
+        """Release connections. The default does nothing."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
+        """Store ``data`` at ``key``; durable when this returns."""
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None:
+        """The bytes at ``key``, or ``None`` when absent or expired."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; absent keys are fine."""
+
+    @abstractmethod
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every key starting with ``prefix``; return how many."""
+
+    @abstractmethod
+    async def expire(self, key: str, ttl: float) -> None:
+        """Make ``key`` expire ``ttl`` seconds from now."""

@@ -1,0 +1,172 @@
+"""In-memory stores: the reference implementation of both contracts.
+
+Fast and process-local: for tests, notebooks and flows whose requests need not outlive
+the process. Every operation completes without yielding, so each is atomic with respect
+to the other tasks of the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from faasflow.stores.base import DataStore, StateStore
+
+_Value = bytes | dict[str, None] | list[bytes]
+
+
+class _ExpiringDict:
+    """A dict whose entries may carry a deadline; expired entries read as absent."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, _Value] = {}
+        self.deadlines: dict[str, float] = {}
+
+    def live(self, key: str) -> _Value | None:
+        deadline = self.deadlines.get(key)
+        if deadline is not None and deadline <= time.monotonic():
+            self.drop(key)
+            return None
+        return self.items.get(key)
+
+    def put(self, key: str, value: _Value, ttl: float | None) -> None:
+        self.items[key] = value
+        if ttl is None:
+            self.deadlines.pop(key, None)
+        else:
+            self.deadlines[key] = time.monotonic() + ttl
+
+    def touch(self, key: str, ttl: float | None) -> None:
+        if ttl is not None:
+            self.deadlines[key] = time.monotonic() + ttl
+
+    def drop(self, key: str) -> bool:
+        self.deadlines.pop(key, None)
+        return self.items.pop(key, None) is not None
+
+    def drop_prefix(self, prefix: str) -> int:
+        doomed = [key for key in self.items if key.startswith(prefix)]
+        for key in doomed:
+            self.drop(key)
+        return len(doomed)
+
+    def expire(self, key: str, ttl: float) -> None:
+        if key in self.items:
+            self.deadlines[key] = time.monotonic() + ttl
+
+
+class MemoryStateStore(StateStore):
+    """:class:`StateStore` kept in a dict of this process."""
+
+    def __init__(self) -> None:
+        self._values = _ExpiringDict()
+        self._sets = _ExpiringDict()
+        self._lists = _ExpiringDict()
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._values.live(key)
+        return value if isinstance(value, bytes) else None
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self._values.put(key, bytes(value), ttl)
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
+    ) -> bool:
+        if self._values.live(key) != expected:
+            return False
+        if new is None:
+            self._values.drop(key)
+        else:
+            self._values.put(key, bytes(new), ttl)
+        return True
+
+    async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
+        found = sorted(
+            key
+            for key in list(self._values.items)
+            if key.startswith(prefix) and self._values.live(key) is not None
+        )
+        return found if limit is None else found[:limit]
+
+    def _set(self, key: str) -> dict[str, None] | None:
+        members = self._sets.live(key)
+        return members if isinstance(members, dict) else None
+
+    async def add_to_set(self, key: str, member: str, *, ttl: float | None = None) -> int:
+        members = self._set(key)
+        if members is None:
+            members = {}
+            self._sets.put(key, members, ttl)
+        else:
+            self._sets.touch(key, ttl)
+        members[member] = None
+        return len(members)
+
+    async def remove_from_set(self, key: str, member: str) -> bool:
+        members = self._set(key)
+        if members is None or member not in members:
+            return False
+        del members[member]
+        if not members:
+            self._sets.drop(key)
+        return True
+
+    async def set_members(self, key: str) -> list[str]:
+        return list(self._set(key) or ())
+
+    async def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
+        current = await self.get(key)
+        value = (int(current) if current is not None else 0) + by
+        self._values.put(key, str(value).encode(), ttl)
+        return value
+
+    async def append(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        items = self._lists.live(key)
+        if not isinstance(items, list):
+            items = []
+            self._lists.put(key, items, ttl)
+        else:
+            self._lists.touch(key, ttl)
+        items.append(bytes(value))
+
+    async def read_list(self, key: str) -> list[bytes]:
+        items = self._lists.live(key)
+        return list(items) if isinstance(items, list) else []
+
+    async def delete(self, key: str) -> None:
+        for space in (self._values, self._sets, self._lists):
+            space.drop(key)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return sum(s.drop_prefix(prefix) for s in (self._values, self._sets, self._lists))
+
+    async def expire(self, key: str, ttl: float) -> None:
+        for space in (self._values, self._sets, self._lists):
+            space.expire(key, ttl)
+
+
+class MemoryDataStore(DataStore):
+    """:class:`DataStore` kept in a dict of this process."""
+
+    def __init__(self) -> None:
+        self._blobs = _ExpiringDict()
+
+    async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
+        self._blobs.put(key, bytes(data), ttl)
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._blobs.live(key)
+        return value if isinstance(value, bytes) else None
+
+    async def delete(self, key: str) -> None:
+        self._blobs.drop(key)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        return self._blobs.drop_prefix(prefix)
+
+    async def expire(self, key: str, ttl: float) -> None:
+        self._blobs.expire(key, ttl)

@@ -1,0 +1,30 @@
+"""How hops travel from the process that announces them to one that runs them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+
+from faasflow.engine.hops import Hop
+
+HopHandler = Callable[[Hop], Awaitable[None]]
+"""Runs one hop; returning means its effects are durable and it may be acknowledged."""
+
+
+class Transport(ABC):
+    """Delivers hops at least once to a handler."""
+
+    @abstractmethod
+    async def start(self, handler: HopHandler) -> None:
+        """Begin delivering hops to ``handler``."""
+
+    @abstractmethod
+    async def send(self, hop: Hop) -> None:
+        """Queue ``hop`` for delivery; durable (for durable transports) when this returns."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop delivering; hops not yet run stay where a durable transport keeps them."""
+
+    async def drain(self) -> None:  # noqa: B027 - optional
+        """Wait until nothing is queued or running (in-process transports)."""
