@@ -53,8 +53,8 @@ def _compile_dag(
     spec.start = starts[0]
     spec.ends = [n for n in spec.nodes.values() if not n.children]
     spec.output = _output_node(dag, spec, where, prefix)
-    for node in spec.nodes.values():
-        _check_node(node, dag, seen)
+    for node_spec in spec.nodes.values():
+        _check_node(node_spec, dag, seen)
     return spec
 
 

@@ -268,6 +268,8 @@ class Dag:
         """Add node ``node_id`` whose body is the whole DAG ``sub_dag``."""
         if not isinstance(sub_dag, Dag):
             raise FlowDefinitionError(f"subdag {node_id!r}: expected a Dag, got {sub_dag!r}")
+        if sub_dag is self:
+            raise FlowDefinitionError(f"subdag {node_id!r}: a DAG cannot contain itself")
         node = self._new_structural(node_id, "subdag")
         node.subdag = _claim(sub_dag, f"subdag {node_id!r}")
         return node

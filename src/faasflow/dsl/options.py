@@ -35,7 +35,7 @@ class Retry:
 
     def delay(self, failed_attempt: int) -> float:
         """Seconds to wait after attempt number ``failed_attempt`` (1-based) failed."""
-        base = min(self.max_delay, self.backoff * (2 ** (failed_attempt - 1)))
+        base = min(self.max_delay, self.backoff * 2.0 ** (failed_attempt - 1))
         return base + base * self.jitter * random.random()
 
 

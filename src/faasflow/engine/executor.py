@@ -20,7 +20,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from faasflow.callables import call_user
@@ -34,9 +34,9 @@ from faasflow.engine.operations import Caller, run_operations, run_user
 from faasflow.engine.planner import (
     Action,
     DagDone,
+    Finish,
     FireCollect,
     FireNode,
-    Finish,
     Join,
     Planner,
     Send,
@@ -95,6 +95,8 @@ class _Live:
     planner: Planner
     context: Context
     base: Hop
+    branch_counts: dict[str, int] = field(default_factory=dict)
+    """Dynamic node path → how many branches it started (read once, not per branch)."""
 
 
 class Executor:
@@ -122,6 +124,8 @@ class Executor:
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with every history event, plus ``started`` events that are not stored."""
 
     # -- building a request's flow ---------------------------------------------------
     def build(self, context: Context) -> FlowSpec:
@@ -264,6 +268,7 @@ class Executor:
         if done is None:
             assert claimed is not None
             attempt = loads(claimed)["attempt"]
+            self._emit(rid, path, "started", attempt=attempt)
             token = current_node.set(path)
             try:
                 data_in, single_ref = await self._input(live, hop, node)
@@ -421,9 +426,8 @@ class Executor:
             token = current_node.set(path)
             try:
                 expansion = loads(await self._must(keys.expand_record(rid, path)))
-                finished = dict(
-                    split_member(m) for m in await self.state.set_members(keys.branch_set(rid, path))
-                )
+                members = await self.state.set_members(keys.branch_set(rid, path))
+                finished = dict(split_member(m) for m in members)
                 results = {
                     k: await self._read(finished[k], path) for k, _ in expansion["branches"]
                 }
@@ -468,8 +472,7 @@ class Executor:
                 expected = action.expected
                 if expected is None:
                     assert isinstance(action.then, FireCollect)
-                    expansion = loads(await self._must(keys.expand_record(rid, action.then.path)))
-                    expected = len(expansion["branches"])
+                    expected = await self._branch_count(live, action.then.path)
                 if count == expected:
                     await self._carry_out(live, await self._fire(live, action.then))
             elif isinstance(action, DagDone):
@@ -483,6 +486,14 @@ class Executor:
         for hop in sends:
             await self.transport.send(hop)
 
+    async def _branch_count(self, live: _Live, path: str) -> int:
+        count = live.branch_counts.get(path)
+        if count is None:
+            rid = live.base.request_id
+            expansion = loads(await self._must(keys.expand_record(rid, path)))
+            count = live.branch_counts[path] = len(expansion["branches"])
+        return count
+
     async def _fire(self, live: _Live, then: FireNode | FireCollect | DagDone) -> list[Action]:
         rid, planner = live.base.request_id, live.planner
         if isinstance(then, FireNode):
@@ -492,8 +503,8 @@ class Executor:
             return [Send(Hop(rid, self.flow_name, then.path, "collect", query=live.base.query))]
         ref = then.ref
         if ref is None:
-            record = loads(await self._must(keys.node_record(rid, planner.output_path(then.prefix))))
-            ref = record["ref"]
+            output_key = keys.node_record(rid, planner.output_path(then.prefix))
+            ref = loads(await self._must(output_key))["ref"]
         return planner.after_dag(live.base, then.prefix, ref)
 
     async def _subdag_done(self, live: _Live, action: SubdagDone) -> None:
@@ -673,6 +684,13 @@ class Executor:
                     entry[field] = record[field]
         entry.update(details)
         await self.state.append(keys.history(rid), dumps(entry))
+        for listener in self.listeners:
+            listener({"request_id": rid, **entry})
+
+    def _emit(self, rid: str, path: str, event: str, **details: Any) -> None:
+        for listener in self.listeners:
+            listener({"request_id": rid, "t": time.time(), "kind": "node", "node": path,
+                      "event": event, **details})
 
     def forget(self, rid: str) -> None:
         self._live.pop(rid, None)

@@ -1,0 +1,67 @@
+"""The ``faasflow`` command: ``faasflow run``, ``faasflow graph``, ``faasflow --version``.
+
+Exit statuses, the same for every subcommand: 0 success; 1 the request (or an external
+program) failed; 2 a bad argument, flow file or flow definition; 3 a needed program is
+missing; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from faasflow import __version__
+from faasflow.cli import graph, run
+from faasflow.cli.common import EXIT_USAGE
+
+__all__ = ["build_parser", "main"]
+
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``faasflow`` with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="faasflow",
+        description="Function composition for FaaS platforms: run and inspect flows.",
+    )
+    parser.add_argument("--version", action="version", version=f"faasflow {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    run.add_parser(subparsers)
+    graph.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``faasflow`` command line and return its exit status.
+
+    Args:
+        argv: the arguments after the program name; ``sys.argv[1:]`` when ``None``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits for --help, --version and bad arguments: report, don't exit,
+        # so that main() can be called in-process.
+        return _status(exc.code)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        status: int = handler(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    return status
+
+
+def _status(code: object) -> int:
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,617 @@
+"""SQLite stores: the embedded default, one file on the local disk.
+
+Durable across a killed process and safe for several processes on one machine:
+
+* the database runs in WAL mode, so readers never block the writer and a commit is one
+  append to the ``-wal`` file;
+* ``synchronous="NORMAL"`` (the default) survives the process crashing or being killed at
+  any point, but a power loss or kernel crash may lose the last few commits (never
+  corrupting the file); ``synchronous="FULL"`` also fsyncs every commit, which makes
+  each one survive a power loss at the price of a disk flush per write;
+* every read-modify-write runs in a ``BEGIN IMMEDIATE`` transaction (or is one atomic
+  statement), and ``busy_timeout`` makes a process wait for another's write lock instead
+  of failing.
+
+Each store object keeps one connection, opened on first use and called synchronously
+from the caller's thread: an SQLite statement on a local file takes a few microseconds,
+far less than handing it to a worker thread would cost. No operation awaits while it
+holds a transaction, so on one event loop each operation is atomic like the in-memory
+store's. The flip side is that waiting for another *process's* write lock (at most
+``busy_timeout`` seconds) blocks the event loop. A lock makes a store object safe to
+share between threads, and a process forked with an open store reconnects in the child.
+
+Expiry uses wall-clock time (``time.time()``), so every process agrees on it. Expired
+rows read as absent and are deleted lazily: the first write after ``purge_interval``
+seconds deletes every expired row of the store's tables.
+
+A :class:`SqliteStateStore` and a :class:`SqliteDataStore` may share one file: their
+tables have distinct names (``ff_state_*`` and ``ff_data_*``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Final, Literal
+
+from faasflow.errors import ConfigurationError, StoreError
+from faasflow.stores.base import DataStore, StateStore
+
+__all__ = ["SqliteDataStore", "SqliteStateStore"]
+
+_log = logging.getLogger(__name__)
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+# A live row: no deadline, or a deadline still ahead of the ``?`` bound to "now".
+_LIVE: Final = "(expires_at IS NULL OR expires_at > ?)"
+# Prefix matches are a key range ``prefix <= key < _prefix_end(prefix)`` so that the
+# primary-key index serves them (``LIKE`` is case-insensitive and has wildcards).
+_RANGE: Final = "key >= ? AND key < ?"
+
+
+def _prefix_end(prefix: str) -> str | bytes:
+    """The least string above every string that starts with ``prefix``.
+
+    SQLite compares TEXT as UTF-8 bytes, which orders strings by code point as Python
+    does. When no such string exists (``prefix`` is empty or all U+10FFFF) this returns
+    an empty BLOB: SQLite sorts every TEXT value before every BLOB, so ``key < x''``
+    holds for all keys.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code <= 0x10FFFF:
+            if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored; skip past them
+                code = 0xE000
+            return "".join(chars) + chr(code)
+    return b""
+
+
+def _deadline(ttl: float | None, now: float) -> float | None:
+    return None if ttl is None else now + ttl
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back an open transaction; a failure here must not hide the error being handled."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.rollback()
+
+
+# -- the connection --------------------------------------------------------------------
+
+_databases: weakref.WeakSet[_Database] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for database in list(_databases):
+        database.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Database:
+    """One lazily opened connection, its lock, its schema and the lazy purge."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        schema: Sequence[str],
+        tables: Sequence[str],
+        synchronous: str,
+        busy_timeout: float,
+        purge_interval: float,
+    ) -> None:
+        mode = synchronous.upper()
+        if mode not in ("NORMAL", "FULL"):
+            raise ConfigurationError(
+                f"synchronous={synchronous!r} for SQLite store {path!r}: "
+                "expected 'NORMAL' or 'FULL'"
+            )
+        if busy_timeout < 0:
+            raise ConfigurationError(f"busy_timeout={busy_timeout!r} must be >= 0")
+        self.path = os.fspath(path)
+        self.schema = tuple(schema)
+        self.purge_sql = tuple(f"DELETE FROM {table} WHERE expires_at <= ?" for table in tables)
+        self.synchronous = mode
+        self.busy_timeout = busy_timeout
+        self.purge_interval = purge_interval
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.next_purge = 0.0  # the first write purges what earlier runs left behind
+        # Connections inherited over fork() are kept (never closed or used) in the child.
+        self._inherited: list[sqlite3.Connection] = []
+        _databases.add(self)
+
+    def error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"SQLite store {self.path!r}: {what} failed: {exc}")
+
+    def connect(self) -> sqlite3.Connection:
+        """The connection, opened (with the schema created) on first use; under the lock."""
+        conn = self.conn
+        if conn is not None:
+            return conn
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in self.schema:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        return conn
+
+    def close(self) -> None:
+        with self.lock:
+            conn, self.conn = self.conn, None
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:
+                    raise self.error("close", exc) from exc
+
+    def purge(self, conn: sqlite3.Connection) -> int:
+        """Delete every expired row of this store's tables; under the lock."""
+        now = time.time()
+        removed = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in self.purge_sql:
+                removed += conn.execute(statement, (now,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        self.next_purge = time.monotonic() + self.purge_interval
+        return removed
+
+    def maybe_purge(self, conn: sqlite3.Connection) -> None:
+        if time.monotonic() < self.next_purge:
+            return
+        try:
+            self.purge(conn)
+        except sqlite3.Error as exc:
+            # The caller's write has committed; a failed clean-up is retried later.
+            self.next_purge = time.monotonic() + self.purge_interval
+            _log.warning("SQLite store %r: purging expired rows failed: %s", self.path, exc)
+
+    def forget_after_fork(self) -> None:
+        self.lock = threading.Lock()
+        if self.conn is not None:
+            self._inherited.append(self.conn)
+            self.conn = None
+
+    def session(self, what: str, *, write: bool = False, begin: str = "") -> _Session:
+        return _Session(self, what, write, begin)
+
+
+class _Session:
+    """``with database.session(...) as conn``: lock, connect, transaction, errors.
+
+    ``begin`` is the statement opening a transaction (``"BEGIN IMMEDIATE"`` for a
+    read-modify-write) or ``""`` for one autocommit statement. ``write`` makes the
+    session run the lazy purge after it commits. Any exception rolls back; an
+    :class:`sqlite3.Error` is raised as :class:`StoreError`.
+    """
+
+    __slots__ = ("_begin", "_db", "_what", "_write")
+
+    def __init__(self, db: _Database, what: str, write: bool, begin: str) -> None:
+        self._db = db
+        self._what = what
+        self._write = write
+        self._begin = begin
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self._db
+        db.lock.acquire()
+        try:
+            conn = db.connect()
+            if self._begin:
+                conn.execute(self._begin)
+        except sqlite3.Error as exc:
+            db.lock.release()
+            raise db.error(self._what, exc) from exc
+        except BaseException:
+            db.lock.release()
+            raise
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        db = self._db
+        conn = db.conn
+        try:
+            if conn is None:
+                return
+            if exc is None:
+                if self._begin:
+                    conn.execute("COMMIT")
+                if self._write:
+                    db.maybe_purge(conn)
+                return
+            _rollback(conn)
+        except sqlite3.Error as failure:  # COMMIT failed
+            if conn is not None:
+                _rollback(conn)
+            raise db.error(self._what, failure) from failure
+        finally:
+            db.lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise db.error(self._what, exc) from exc
+
+
+class _SqliteStore:
+    """What both SQLite stores share: the options, open, close and purge."""
+
+    _SCHEMA: tuple[str, ...] = ()
+    _TABLES: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: float = 5.0,
+        purge_interval: float = 5.0,
+    ) -> None:
+        self._db = _Database(
+            os.fspath(path),
+            schema=self._SCHEMA,
+            tables=self._TABLES,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            purge_interval=purge_interval,
+        )
+
+    @property
+    def path(self) -> str:
+        """The database file (or ``":memory:"``)."""
+        return self._db.path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._db.path!r})"
+
+    async def open(self) -> None:
+        """Open the connection now (creating the file and tables) rather than on first use."""
+        with self._db.session("open"):
+            pass
+
+    async def close(self) -> None:
+        """Close the connection; a later call opens a new one."""
+        self._db.close()
+
+    async def purge_expired(self) -> int:
+        """Delete every expired row now; return how many rows went."""
+        with self._db.session("purge") as conn:
+            return self._db.purge(conn)
+
+
+# -- the state store -------------------------------------------------------------------
+
+_V: Final = "ff_state_values"
+_S: Final = "ff_state_sets"
+_L: Final = "ff_state_lists"
+
+# Every row of one set or list carries the same expires_at: the key's deadline.
+_STATE_SCHEMA: Final = (
+    f"""CREATE TABLE IF NOT EXISTS {_V} (
+        key TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL,
+        expires_at REAL
+    ) WITHOUT ROWID""",
+    f"""CREATE TABLE IF NOT EXISTS {_S} (
+        seq INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        member TEXT NOT NULL,
+        expires_at REAL,
+        UNIQUE (key, member)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {_L} (
+        seq INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        expires_at REAL
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {_L}_key ON {_L} (key)",
+    *(
+        f"CREATE INDEX IF NOT EXISTS {table}_expiry ON {table} (expires_at) "
+        "WHERE expires_at IS NOT NULL"
+        for table in (_V, _S, _L)
+    ),
+)
+
+_V_GET: Final = f"SELECT value FROM {_V} WHERE key = ? AND {_LIVE}"
+_V_GET_ROW: Final = f"SELECT value, expires_at FROM {_V} WHERE key = ?"
+_V_PUT: Final = (
+    f"INSERT INTO {_V} (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
+# Create-if-absent: insert, or take over a row whose deadline has passed.
+_V_CREATE: Final = (
+    f"INSERT INTO {_V} (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
+    f"WHERE {_V}.expires_at IS NOT NULL AND {_V}.expires_at <= ?"
+)
+_V_SWAP: Final = (
+    f"UPDATE {_V} SET value = ?, expires_at = ? WHERE key = ? AND value = ? AND {_LIVE}"
+)
+_V_DELETE_IF: Final = f"DELETE FROM {_V} WHERE key = ? AND value = ? AND {_LIVE}"
+_V_KEYS: Final = f"SELECT key FROM {_V} WHERE {_RANGE} AND {_LIVE} ORDER BY key LIMIT ?"
+
+# (read the deadline, drop the expired collection, move the deadline) of sets, of lists
+_S_DEADLINE: Final = (
+    f"SELECT expires_at FROM {_S} WHERE key = ? LIMIT 1",
+    f"DELETE FROM {_S} WHERE key = ?",
+    f"UPDATE {_S} SET expires_at = ? WHERE key = ?",
+)
+_S_ADD: Final = (
+    f"INSERT INTO {_S} (key, member, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (key, member) DO NOTHING"
+)
+_S_COUNT: Final = f"SELECT count(*) FROM {_S} WHERE key = ?"
+_S_REMOVE: Final = f"DELETE FROM {_S} WHERE key = ? AND member = ? AND {_LIVE}"
+_S_MEMBERS: Final = f"SELECT member FROM {_S} WHERE key = ? AND {_LIVE} ORDER BY seq"
+
+_L_DEADLINE: Final = (
+    f"SELECT expires_at FROM {_L} WHERE key = ? LIMIT 1",
+    f"DELETE FROM {_L} WHERE key = ?",
+    f"UPDATE {_L} SET expires_at = ? WHERE key = ?",
+)
+_L_ADD: Final = f"INSERT INTO {_L} (key, value, expires_at) VALUES (?, ?, ?)"
+_L_ITEMS: Final = f"SELECT value FROM {_L} WHERE key = ? AND {_LIVE} ORDER BY seq"
+
+_DELETE: Final = tuple(f"DELETE FROM {table} WHERE key = ?" for table in (_V, _S, _L))
+_EXPIRE: Final = tuple(
+    f"UPDATE {table} SET expires_at = ? WHERE key = ? AND {_LIVE}" for table in (_V, _S, _L)
+)
+_COUNT_PREFIX: Final = (
+    f"SELECT count(*) FROM {_V} WHERE {_RANGE} AND {_LIVE}",
+    f"SELECT count(DISTINCT key) FROM {_S} WHERE {_RANGE} AND {_LIVE}",
+    f"SELECT count(DISTINCT key) FROM {_L} WHERE {_RANGE} AND {_LIVE}",
+)
+_DELETE_PREFIX: Final = tuple(f"DELETE FROM {table} WHERE {_RANGE}" for table in (_V, _S, _L))
+
+
+def _collection_deadline(
+    conn: sqlite3.Connection,
+    sql: tuple[str, str, str],
+    key: str,
+    ttl: float | None,
+    now: float,
+) -> float | None:
+    """Prepare the set or list at ``key`` for one more row; return the row's deadline.
+
+    An expired collection is deleted, so the row starts a new one. A ``ttl`` moves the
+    deadline of every existing row; without one the new row keeps the collection's.
+    """
+    head_sql, drop_sql, retime_sql = sql
+    head = conn.execute(head_sql, (key,)).fetchone()
+    if head is None:
+        return _deadline(ttl, now)
+    current: float | None = head[0]
+    if current is not None and current <= now:
+        conn.execute(drop_sql, (key,))
+        return _deadline(ttl, now)
+    if ttl is None:
+        return current
+    deadline = now + ttl
+    conn.execute(retime_sql, (deadline, key))
+    return deadline
+
+
+class SqliteStateStore(_SqliteStore, StateStore):
+    """:class:`StateStore` in an SQLite file: the embedded default.
+
+    Args:
+        path: the database file, created if missing, or ``":memory:"`` for a private
+            in-memory database (gone when the store closes).
+        synchronous: ``"NORMAL"`` (default) survives a killed process but a power loss
+            may lose the last commits; ``"FULL"`` fsyncs every commit.
+        busy_timeout: seconds to wait for another process's write lock before failing.
+        purge_interval: at most this often (seconds) a write deletes expired rows.
+
+    Raises :class:`~faasflow.errors.StoreError` when SQLite fails, naming the file.
+    """
+
+    _SCHEMA = _STATE_SCHEMA
+    _TABLES = (_V, _S, _L)
+
+    # -- plain values ---------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        with self._db.session("get") as conn:
+            row = conn.execute(_V_GET, (key, time.time())).fetchone()
+        if row is None:
+            return None
+        value: bytes = row[0]
+        return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        # One read transaction: the values come from a single snapshot.
+        values: list[bytes | None] = []
+        with self._db.session("get_many", begin="BEGIN" if len(keys) > 1 else "") as conn:
+            now = time.time()
+            for key in keys:
+                row = conn.execute(_V_GET, (key, now)).fetchone()
+                values.append(None if row is None else row[0])
+        return values
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        with self._db.session("set", write=True) as conn:
+            conn.execute(_V_PUT, (key, value, _deadline(ttl, time.time())))
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
+    ) -> bool:
+        with self._db.session("compare_and_set", write=True) as conn:
+            now = time.time()
+            if expected is None:
+                if new is None:  # "delete if absent": succeeds exactly when absent
+                    return conn.execute(_V_GET, (key, now)).fetchone() is None
+                cursor = conn.execute(_V_CREATE, (key, new, _deadline(ttl, now), now))
+            elif new is None:
+                cursor = conn.execute(_V_DELETE_IF, (key, expected, now))
+            else:
+                cursor = conn.execute(_V_SWAP, (new, _deadline(ttl, now), key, expected, now))
+            return cursor.rowcount == 1
+
+    async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
+        if limit is not None and limit <= 0:
+            return []
+        with self._db.session("keys") as conn:
+            rows = conn.execute(
+                _V_KEYS, (prefix, _prefix_end(prefix), time.time(), -1 if limit is None else limit)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    # -- sets -----------------------------------------------------------------------
+    async def add_to_set(self, key: str, member: str, *, ttl: float | None = None) -> int:
+        with self._db.session("add_to_set", write=True, begin="BEGIN IMMEDIATE") as conn:
+            deadline = _collection_deadline(conn, _S_DEADLINE, key, ttl, time.time())
+            conn.execute(_S_ADD, (key, member, deadline))
+            size: int = conn.execute(_S_COUNT, (key,)).fetchone()[0]
+        return size
+
+    async def remove_from_set(self, key: str, member: str) -> bool:
+        with self._db.session("remove_from_set", write=True) as conn:
+            return conn.execute(_S_REMOVE, (key, member, time.time())).rowcount == 1
+
+    async def set_members(self, key: str) -> list[str]:
+        with self._db.session("set_members") as conn:
+            rows = conn.execute(_S_MEMBERS, (key, time.time())).fetchall()
+        return [row[0] for row in rows]
+
+    # -- counters and lists ---------------------------------------------------------
+    async def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
+        """Add ``by`` to the counter; without ``ttl`` the counter keeps its deadline."""
+        with self._db.session("increment", write=True, begin="BEGIN IMMEDIATE") as conn:
+            now = time.time()
+            row = conn.execute(_V_GET_ROW, (key,)).fetchone()
+            if row is None or (row[1] is not None and row[1] <= now):
+                value, deadline = by, _deadline(ttl, now)
+            else:
+                value = int(row[0]) + by
+                deadline = row[1] if ttl is None else now + ttl
+            conn.execute(_V_PUT, (key, str(value).encode(), deadline))
+        return value
+
+    async def append(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        with self._db.session("append", write=True, begin="BEGIN IMMEDIATE") as conn:
+            deadline = _collection_deadline(conn, _L_DEADLINE, key, ttl, time.time())
+            conn.execute(_L_ADD, (key, value, deadline))
+
+    async def read_list(self, key: str) -> list[bytes]:
+        with self._db.session("read_list") as conn:
+            rows = conn.execute(_L_ITEMS, (key, time.time())).fetchall()
+        return [row[0] for row in rows]
+
+    # -- lifetime -------------------------------------------------------------------
+    async def delete(self, key: str) -> None:
+        with self._db.session("delete", write=True, begin="BEGIN IMMEDIATE") as conn:
+            for statement in _DELETE:
+                conn.execute(statement, (key,))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        with self._db.session("delete_prefix", write=True, begin="BEGIN IMMEDIATE") as conn:
+            bounds = (prefix, _prefix_end(prefix))
+            now = time.time()
+            count = 0
+            for statement in _COUNT_PREFIX:
+                count += conn.execute(statement, (*bounds, now)).fetchone()[0]
+            for statement in _DELETE_PREFIX:
+                conn.execute(statement, bounds)
+        return count
+
+    async def expire(self, key: str, ttl: float) -> None:
+        with self._db.session("expire", write=True, begin="BEGIN IMMEDIATE") as conn:
+            now = time.time()
+            for statement in _EXPIRE:
+                conn.execute(statement, (now + ttl, key, now))
+
+
+# -- the data store --------------------------------------------------------------------
+
+_B: Final = "ff_data_blobs"
+
+_DATA_SCHEMA: Final = (
+    f"""CREATE TABLE IF NOT EXISTS {_B} (
+        key TEXT PRIMARY KEY NOT NULL,
+        value BLOB NOT NULL,
+        expires_at REAL
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {_B}_expiry ON {_B} (expires_at) WHERE expires_at IS NOT NULL",
+)
+
+_B_GET: Final = f"SELECT value FROM {_B} WHERE key = ? AND {_LIVE}"
+_B_PUT: Final = (
+    f"INSERT INTO {_B} (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
+_B_DELETE: Final = f"DELETE FROM {_B} WHERE key = ?"
+_B_COUNT_PREFIX: Final = f"SELECT count(*) FROM {_B} WHERE {_RANGE} AND {_LIVE}"
+_B_DELETE_PREFIX: Final = f"DELETE FROM {_B} WHERE {_RANGE}"
+_B_EXPIRE: Final = f"UPDATE {_B} SET expires_at = ? WHERE key = ? AND {_LIVE}"
+
+
+class SqliteDataStore(_SqliteStore, DataStore):
+    """:class:`DataStore` in an SQLite file: the embedded default.
+
+    Takes the same arguments as :class:`SqliteStateStore` and may share its file.
+    ``put`` is durable against a killed process when it returns; against a power loss
+    only with ``synchronous="FULL"``.
+    """
+
+    _SCHEMA = _DATA_SCHEMA
+    _TABLES = (_B,)
+
+    async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
+        with self._db.session("put", write=True) as conn:
+            conn.execute(_B_PUT, (key, data, _deadline(ttl, time.time())))
+
+    async def get(self, key: str) -> bytes | None:
+        with self._db.session("get") as conn:
+            row = conn.execute(_B_GET, (key, time.time())).fetchone()
+        if row is None:
+            return None
+        value: bytes = row[0]
+        return value
+
+    async def delete(self, key: str) -> None:
+        with self._db.session("delete", write=True) as conn:
+            conn.execute(_B_DELETE, (key,))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        with self._db.session("delete_prefix", write=True, begin="BEGIN IMMEDIATE") as conn:
+            bounds = (prefix, _prefix_end(prefix))
+            count: int = conn.execute(_B_COUNT_PREFIX, (*bounds, time.time())).fetchone()[0]
+            conn.execute(_B_DELETE_PREFIX, bounds)
+        return count
+
+    async def expire(self, key: str, ttl: float) -> None:
+        with self._db.session("expire", write=True) as conn:
+            now = time.time()
+            conn.execute(_B_EXPIRE, (now + ttl, key, now))

@@ -1,0 +1,144 @@
+"""Stores from URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``.
+
+SQLite URLs read as SQLAlchemy's do: the path is everything after ``sqlite:///``, so
+``sqlite:///x.db`` is the relative path ``x.db``, ``sqlite:////tmp/x.db`` the absolute
+path ``/tmp/x.db``, and ``sqlite://`` alone (or ``sqlite:///:memory:``) a private
+in-memory database. The path is percent-decoded. Query parameters set the options:
+``?synchronous=FULL``, ``?busy_timeout=10`` (seconds).
+
+A backend is one line in :data:`_STATE_STORES` / :data:`_DATA_STORES`: a factory taking
+the URL; it imports its client library itself, so an unused backend costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from faasflow.errors import ConfigurationError
+from faasflow.stores.base import DataStore, StateStore
+
+__all__ = ["data_store_from_url", "state_store_from_url"]
+
+
+def _redact(url: str) -> str:
+    """``url`` with its password (if any) masked, for error messages."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def _scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else ""
+
+
+def _memory_state(url: str) -> StateStore:
+    from faasflow.stores.memory import MemoryStateStore
+
+    _check_memory(url)
+    return MemoryStateStore()
+
+
+def _memory_data(url: str) -> DataStore:
+    from faasflow.stores.memory import MemoryDataStore
+
+    _check_memory(url)
+    return MemoryDataStore()
+
+
+def _check_memory(url: str) -> None:
+    if url.partition("://")[2]:
+        raise ConfigurationError(f"store URL {url!r}: memory:// takes no host, path or options")
+
+
+def _sqlite_options(url: str) -> tuple[str, dict[str, Any]]:
+    """The database path and keyword options of an ``sqlite://`` URL."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise ConfigurationError(
+            f"store URL {url!r}: an SQLite URL has no host; "
+            "use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    if parts.fragment:
+        raise ConfigurationError(f"store URL {url!r}: unexpected '#' fragment")
+    path = unquote(parts.path[1:]) if parts.path else ""
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        if name == "synchronous":
+            if value.upper() not in ("NORMAL", "FULL"):
+                raise ConfigurationError(
+                    f"store URL {url!r}: synchronous={value!r}, expected NORMAL or FULL"
+                )
+            options[name] = value.upper()
+        elif name == "busy_timeout":
+            try:
+                options[name] = float(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"store URL {url!r}: busy_timeout={value!r} is not a number of seconds"
+                ) from None
+        else:
+            raise ConfigurationError(
+                f"store URL {url!r}: unknown option {name!r} (known: busy_timeout, synchronous)"
+            )
+    return path or ":memory:", options
+
+
+def _sqlite_state(url: str) -> StateStore:
+    from faasflow.stores.sqlite import SqliteStateStore
+
+    path, options = _sqlite_options(url)
+    return SqliteStateStore(path, **options)
+
+
+def _sqlite_data(url: str) -> DataStore:
+    from faasflow.stores.sqlite import SqliteDataStore
+
+    path, options = _sqlite_options(url)
+    return SqliteDataStore(path, **options)
+
+
+_STATE_STORES: dict[str, Callable[[str], StateStore]] = {
+    "memory": _memory_state,
+    "sqlite": _sqlite_state,
+}
+
+_DATA_STORES: dict[str, Callable[[str], DataStore]] = {
+    "memory": _memory_data,
+    "sqlite": _sqlite_data,
+}
+
+
+def _unknown(url: str, kind: str, known: dict[str, Any]) -> ConfigurationError:
+    schemes = ", ".join(f"{scheme}://" for scheme in sorted(known))
+    return ConfigurationError(
+        f"{kind} store URL {_redact(url)!r}: unsupported scheme; use one of {schemes}"
+    )
+
+
+def state_store_from_url(url: str) -> StateStore:
+    """The :class:`StateStore` a URL names, not yet opened.
+
+    Raises:
+        ConfigurationError: the scheme is not supported or the URL is malformed.
+    """
+    factory = _STATE_STORES.get(_scheme(url))
+    if factory is None:
+        raise _unknown(url, "state", _STATE_STORES)
+    return factory(url)
+
+
+def data_store_from_url(url: str) -> DataStore:
+    """The :class:`DataStore` a URL names, not yet opened.
+
+    Raises:
+        ConfigurationError: the scheme is not supported or the URL is malformed.
+    """
+    factory = _DATA_STORES.get(_scheme(url))
+    if factory is None:
+        raise _unknown(url, "data", _DATA_STORES)
+    return factory(url)
