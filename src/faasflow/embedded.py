@@ -251,7 +251,6 @@ class Engine:
             for key, value in zip(found, values, strict=True):
                 if value is not None:
                     record = loads(value)
-                    record.pop("hop", None)
                     info.nodes[key[len(prefix):]] = record
         return info
 

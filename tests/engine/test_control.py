@@ -61,8 +61,8 @@ async def test_pause_holds_successors_and_resume_sends_each_once(make_engine: Ma
     assert await engine.state_of(rid) == "paused"
     gate.release.set()  # the in-flight node finishes...
     await engine.drain()
-    held = await engine.state.set_members(keys.held(rid))
-    assert sorted(Hop.from_json(h).path for h in held) == ["b", "c"]  # ...its successors wait
+    held = await engine.executor.hops.held(rid)
+    assert sorted(h.path for h in held) == ["b", "c"]  # ...its successors wait
     assert calls == Counter()
     assert (await engine.info(rid, nodes=True)).nodes["a"]["state"] == "done"
     with pytest.raises(faasflow.RequestStateError, match="cannot pause"):
@@ -138,7 +138,7 @@ async def test_stop_a_paused_request(make_engine: MakeEngine) -> None:
     await engine.drain()
     await engine.stop(rid)
     assert await engine.state_of(rid) == "stopped"
-    assert await engine.state.set_members(keys.held(rid)) == []
+    assert await engine.state.keys(keys.held(rid)) == []
     assert calls == Counter()
 
 

@@ -245,7 +245,7 @@ async def test_a_finished_request_leaves_only_record_history_and_result(
     engine = make_engine(define, flow_name="clean")
     await engine.run(b"x", request_id="c-1")
     assert await engine.state.keys(keys.request_prefix("c-1")) == []
-    assert await engine.state.set_members(keys.pending("c-1")) == []
+    assert await engine.state.keys(keys.pending("c-1")) == []
     assert await engine.data.get(keys.request_input("c-1")) is None
     assert await engine.data.get(keys.context_value("c-1", "k")) is None
     assert await engine.state.keys(keys.live_index("clean")) == []

@@ -13,9 +13,9 @@ from faasflow.engine import keys
 from faasflow.engine.hops import Hop
 from faasflow.engine.planner import (
     DagDone,
+    Finish,
     FireCollect,
     FireNode,
-    Finish,
     Join,
     Planner,
     Send,

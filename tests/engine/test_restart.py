@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import signal
@@ -85,7 +86,19 @@ def wait_for(path: Path, process: subprocess.Popen[bytes], seconds: float = 30) 
         time.sleep(0.01)
 
 
-async def test_killed_process_request_resumes_after_restart(tmp_path: Path) -> None:
+async def restart_and_finish(module: ModuleType, store: str) -> None:
+    async with faasflow.Engine(module.define, flow_name="restart", state_store=store) as e:
+        info = await e.info("survivor", nodes=True)
+        assert info.status == "running"
+        assert info.nodes["block"]["state"] == "running"
+        assert await e.recover() == ["survivor"]
+        assert await e.wait("survivor", timeout=30) == b">ab+>ablockc"
+        history = await e.history("survivor")
+        block = [h for h in history if h["node"] == "block" and h["event"] == "finished"]
+        assert block[0]["attempt"] == 2
+
+
+def test_killed_process_request_resumes_after_restart(tmp_path: Path) -> None:
     flow_file = tmp_path / "flow.py"
     flow_file.write_text(FLOW)
     store = f"sqlite:///{tmp_path / 'state.db'}"
@@ -113,16 +126,7 @@ async def test_killed_process_request_resumes_after_restart(tmp_path: Path) -> N
     (tmp_path / "release").touch()
     os.environ["FLOW_WORK"] = str(tmp_path)
     try:
-        module = load(flow_file)
-        async with faasflow.Engine(module.define, flow_name="restart", state_store=store) as e:
-            info = await e.info("survivor", nodes=True)
-            assert info.status == "running"
-            assert info.nodes["block"]["state"] == "running"
-            assert await e.recover() == ["survivor"]
-            assert await e.wait("survivor", timeout=30) == b">ab+>ablockc"
-            nodes = (await e.history("survivor"))
-            block = [h for h in nodes if h["node"] == "block" and h["event"] == "finished"]
-            assert block[0]["attempt"] == 2
+        asyncio.run(restart_and_finish(load(flow_file), store))
     finally:
         del os.environ["FLOW_WORK"]
     calls = (tmp_path / "calls.log").read_text().split()

@@ -200,7 +200,7 @@ async def test_str_results_are_encoded_and_other_types_fail(make_engine: MakeEng
         dag.node("count").modify(lambda d: len(d))
         dag.edge("a", "count")
 
-    with pytest.raises(RequestFailedError, match="modify must return bytes.*got int") as info:
+    with pytest.raises(RequestFailedError, match=r"modify must return bytes.*got int") as info:
         await make_engine(bad, flow_name="bad").run(b"abc")
     assert info.value.node == "count"
     assert isinstance(info.value.__cause__, OperationError)
@@ -245,7 +245,7 @@ async def test_context_blocking_calls_refuse_to_run_on_the_loop(make_engine: Mak
 
         flow.sync_node().modify(wrong)
 
-    with pytest.raises(RequestFailedError, match="use await context.aset"):
+    with pytest.raises(RequestFailedError, match=r"use await context\.aset"):
         await make_engine(define).run(b"x")
 
 

@@ -1,4 +1,4 @@
-"""Every definition rule: a bad flow raises FlowDefinitionError naming the culprit and runs nothing."""
+"""Every definition rule: a bad flow raises FlowDefinitionError naming the culprit, runs nothing."""
 
 from __future__ import annotations
 
@@ -185,7 +185,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("define", "message"), CASES, ids=[c[0].__name__ for c in CASES])
-def test_definition_errors_name_the_culprit(define: Callable[[Workflow], Any], message: str) -> None:
+def test_definition_errors_name_the_culprit(
+    define: Callable[[Workflow], Any], message: str
+) -> None:
     with pytest.raises(FlowDefinitionError, match=message):
         build(define)
 

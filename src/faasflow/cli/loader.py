@@ -55,9 +55,12 @@ class FlowFile:
 def split_target(target: str) -> tuple[str, str]:
     """Split ``FILE[:NAME]`` into the file and the attribute name.
 
-    Only a suffix that reads as a (dotted) Python name counts as ``:NAME``, so a path
-    with a colon in it (``C:\\flows\\x.py``, ``a:b.py``) stays a path.
+    Only a suffix that reads as a (dotted) Python name counts as ``:NAME``, and an
+    existing file's name is never split, so a path with a colon in it
+    (``C:\\flows\\x.py``, an existing ``a:b.py``) stays a path.
     """
+    if Path(target).is_file():
+        return target, DEFAULT_ATTRIBUTE
     head, sep, tail = target.rpartition(":")
     if sep and head and _ATTRIBUTE.match(tail):
         return head, tail

@@ -8,11 +8,13 @@ missing; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from faasflow import __version__
 from faasflow.cli import graph, run
-from faasflow.cli.common import EXIT_USAGE
+from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
 
@@ -49,12 +51,33 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    _configure_logging()
     try:
         status: int = handler(args)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`faasflow run ... | head -c 10`): no traceback for that.
+        _silence_stdout()
+        return EXIT_FAILED
     return status
+
+
+def _configure_logging() -> None:
+    # Warnings from the engine and handler folders (a handler's traceback, say) are for
+    # the developer at the terminal; label them apart from the result and error lines.
+    # A no-op when the host (a test runner, an embedding app) configured logging already.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _status(code: object) -> int:

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from faasflow.dsl.operations import Apply, Modify, Operation, Request
 from faasflow.dsl.spec import DagSpec, EdgeSpec, FlowSpec, NodeSpec
 
-__all__ = ["FORMAT_VERSION", "to_dot", "to_json"]
+__all__ = ["FORMAT_VERSION", "operation_label", "quote", "to_dot", "to_json"]
 
 FORMAT_VERSION = 1
 """Bumped when a field changes meaning or disappears; new fields do not bump it."""

@@ -29,6 +29,7 @@ from faasflow.dsl.graph import Workflow
 from faasflow.dsl.spec import FlowSpec, NodeSpec
 from faasflow.engine import keys
 from faasflow.engine.context import Context, current_node
+from faasflow.engine.hopbook import HopBook
 from faasflow.engine.hops import Hop
 from faasflow.engine.operations import Caller, run_operations, run_user
 from faasflow.engine.planner import (
@@ -67,7 +68,7 @@ from faasflow.errors import (
     RequestStoppedError,
     StoreError,
 )
-from faasflow.stores.base import DataStore, StateStore
+from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
 from faasflow.transports.base import Transport
 
 log = logging.getLogger("faasflow.engine")
@@ -121,6 +122,7 @@ class Executor:
         self.caller = caller
         self.settings = settings or Settings()
         self.owner = process_owner()
+        self.hops = HopBook(state)
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -136,9 +138,7 @@ class Executor:
         except FaasFlowError:
             raise
         except Exception as exc:
-            raise FlowDefinitionError(
-                f"define() raised {type(exc).__name__}: {exc}"
-            ) from exc
+            raise FlowDefinitionError(f"define() raised {type(exc).__name__}: {exc}") from exc
         return compile_flow(flow)
 
     def _context(self, rid: str, query: str) -> Context:
@@ -204,7 +204,7 @@ class Executor:
             node = live.spec.resolve(hop.path)
         except KeyError:
             log.error("hop %s names no node of flow %s: dropped", hop.id, self.flow_name)
-            await self.state.remove_from_set(keys.pending(hop.request_id), hop.to_json())
+            await self.hops.clear_pending(hop)
             return
         if hop.kind == "collect":
             await self._run_collect(live, hop, node)
@@ -212,24 +212,16 @@ class Executor:
             await self._run_expand(live, hop, node)
         else:
             await self._run_task(live, hop, node)
-        await self.state.remove_from_set(keys.pending(hop.request_id), hop.to_json())
 
     async def _hold(self, hop: Hop) -> bool:
         """Keep ``hop`` back while its request is paused or failed.
 
         Returns ``True`` when the request turned running meanwhile and the hop should run.
         """
-        rid, text = hop.request_id, hop.to_json()
-        await self.state.add_to_set(keys.held(rid), text)
-        await self.state.remove_from_set(keys.pending(rid), text)
-        raw = await self.state.get(keys.request(rid))
-        # A resume may have swept the held set just before we added to it.
-        if raw is not None and loads(raw)["status"] == RUNNING and await self.state.remove_from_set(
-            keys.held(rid), text
-        ):
-            await self.state.add_to_set(keys.pending(rid), text)
-            return True
-        return False
+        await self.hops.hold(hop)
+        raw = await self.state.get(keys.request(hop.request_id))
+        # A resume may have swept the held hops just before this one was added.
+        return raw is not None and loads(raw)["status"] == RUNNING and await self.hops.unhold(hop)
 
     async def _claim(self, key: str, hop: Hop) -> tuple[dict[str, Any] | None, bytes | None]:
         """Claim the record at ``key`` for this execution of ``hop``.
@@ -252,7 +244,6 @@ class Executor:
                 "attempt": (previous or {}).get("attempt", 0) + 1,
                 "started": time.time(),
                 "owner": self.owner,
-                "hop": hop.to_dict(),
             }
         )
         if not await self.state.compare_and_set(key, raw, claimed):
@@ -273,7 +264,11 @@ class Executor:
             try:
                 data_in, single_ref = await self._input(live, hop, node)
                 output, calls = await run_operations(
-                    node.operations, data_in, node=path, request_id=rid, caller=self.caller,
+                    node.operations,
+                    data_in,
+                    node=path,
+                    request_id=rid,
+                    caller=self.caller,
                     default_timeout=self.settings.default_timeout,
                 )
                 exec_token = new_token()
@@ -289,14 +284,20 @@ class Executor:
                 return
             finally:
                 current_node.reset(token)
-            done = await self._complete(
-                key, claimed, ref=ref, forwarded=forwarded, size_in=len(data_in),
-                size_out=len(output), calls=calls,
+            done = self._done_record(
+                claimed,
+                ref=ref,
+                forwarded=forwarded,
+                size_in=len(data_in),
+                size_out=len(output),
+                calls=calls,
             )
-            await self._history(rid, "node", path, "finished", record=done)
-        await self._carry_out(
-            live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
-        )
+        await self._settle(live, hop, key, claimed, done, "finished", self._after(live, path, node))
+
+    def _after(
+        self, live: _Live, path: str, node: NodeSpec
+    ) -> Callable[[dict[str, Any]], list[Action]]:
+        return lambda done: live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
 
     async def _input(self, live: _Live, hop: Hop, node: NodeSpec) -> tuple[bytes, str | None]:
         """The node's input and, when it is one stored value, that value's ref."""
@@ -305,7 +306,7 @@ class Executor:
         values = {name: await self._read(ref, hop.path) for name, ref in hop.inputs}
         if node.aggregator is not None and node.kind == "task":
             return await run_user(node.aggregator, values, node=hop.path, what="aggregator"), None
-        (name, ref), = hop.inputs
+        ((name, ref),) = hop.inputs
         return values[name], ref
 
     async def _read(self, ref: str, path: str) -> bytes:
@@ -321,20 +322,19 @@ class Executor:
         for edge in node.children:
             if edge.forwarder is None:
                 continue
-            data = await run_user(edge.forwarder, output, node=path,
-                                  what=f"forwarder of edge to {edge.target.id!r}")
+            data = await run_user(
+                edge.forwarder, output, node=path, what=f"forwarder of edge to {edge.target.id!r}"
+            )
             ref = keys.node_output(rid, path, token, edge.target.id)
             await self.data.put(ref, data)
             forwarded[edge.target.id] = ref
         return forwarded
 
-    async def _complete(
-        self, key: str, claimed: bytes | None, *, ref: str, forwarded: dict[str, str],
-        **details: Any,
+    def _done_record(
+        self, claimed: bytes | None, *, ref: str, forwarded: dict[str, str], **details: Any
     ) -> dict[str, Any]:
-        """Flip the record at ``key`` to done; if another execution won, use its record."""
         started = loads(claimed) if claimed else {}
-        done = {
+        return {
             "state": "done",
             "attempt": started.get("attempt", 1),
             "started": started.get("started", time.time()),
@@ -343,12 +343,58 @@ class Executor:
             "fwd": forwarded,
             **details,
         }
-        if await self.state.compare_and_set(key, claimed, dumps(done)):
-            return done
-        raw = await self.state.get(key)
-        if raw is not None and loads(raw)["state"] == "done":
-            return loads(raw)
-        raise StoreError(f"record {key!r} changed under a running node")
+
+    async def _settle(
+        self,
+        live: _Live,
+        hop: Hop,
+        key: str,
+        claimed: bytes | None,
+        done: dict[str, Any],
+        event: str,
+        plan: Callable[[dict[str, Any]], list[Action]],
+    ) -> None:
+        """Record the step as done and announce what follows, in as few writes as possible.
+
+        When everything that follows is plain hops (a chain step, a fan-out), the done
+        record, the history entry, the successors' pending records and the removal of
+        this hop's pending record are one atomic commit. Joins need the done record
+        durable first (their members name its refs), so then it is written on its own.
+        """
+        rid = hop.request_id
+        if claimed is not None:
+            entry = self._history_entry("node", hop.path, event, record=done)
+            actions = plan(done)
+            own = Delete(keys.pending(rid, f"{hop.kind}:{hop.path}"))
+            if all(isinstance(a, Send) for a in actions):
+                sends = [
+                    replace(a.hop, sent_at=time.time()) for a in actions if isinstance(a, Send)
+                ]
+                writes: list[WriteOp] = [
+                    Put(key, dumps(done)),
+                    Append(keys.history(rid), dumps(entry)),
+                ]
+                writes += [self.hops.pending_op(s) for s in sends]
+                if await self.state.commit([*writes, own], require={key: claimed}):
+                    self._notify(rid, entry)
+                    for sent in sends:
+                        await self.transport.send(sent)
+                    return
+            elif await self.state.commit(
+                [Put(key, dumps(done)), Append(keys.history(rid), dumps(entry))],
+                require={key: claimed},
+            ):
+                self._notify(rid, entry)
+                await self._carry_out(live, actions)
+                await self.state.commit([own])
+                return
+            # Another execution of this step finished first: go on from its record.
+            raw = await self.state.get(key)
+            if raw is None or loads(raw)["state"] != "done":
+                raise StoreError(f"record {key!r} changed under a running node")
+            done = loads(raw)
+        await self._carry_out(live, plan(done))
+        await self.hops.clear_pending(hop)
 
     async def _run_expand(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path
@@ -367,13 +413,15 @@ class Executor:
                 return
             finally:
                 current_node.reset(token)
-            done = await self._complete(
-                key, claimed, ref=input_ref or "", forwarded={},
-                branches=[[k, r] for k, r in chosen],
+            done = self._done_record(
+                claimed, ref=input_ref or "", forwarded={}, branches=[[k, r] for k, r in chosen]
             )
-            await self._history(rid, "node", path, "expanded", record=done)
-        branches = [(k, r or None) for k, r in done["branches"]]
-        await self._carry_out(live, live.planner.expand(live.base, path, branches))
+
+        def plan(record: dict[str, Any]) -> list[Action]:
+            branches = [(k, r or None) for k, r in record["branches"]]
+            return live.planner.expand(live.base, path, branches)
+
+        await self._settle(live, hop, key, claimed, done, "expanded", plan)
 
     async def _choose(
         self, rid: str, path: str, node: NodeSpec, data: bytes, input_ref: str | None
@@ -428,9 +476,7 @@ class Executor:
                 expansion = loads(await self._must(keys.expand_record(rid, path)))
                 members = await self.state.set_members(keys.branch_set(rid, path))
                 finished = dict(split_member(m) for m in members)
-                results = {
-                    k: await self._read(finished[k], path) for k, _ in expansion["branches"]
-                }
+                results = {k: await self._read(finished[k], path) for k, _ in expansion["branches"]}
                 output = (
                     await run_user(node.aggregator, results, node=path, what="aggregator")
                     if node.aggregator is not None
@@ -445,14 +491,10 @@ class Executor:
                 return
             finally:
                 current_node.reset(token)
-            done = await self._complete(
-                key, claimed, ref=ref, forwarded=forwarded, size_out=len(output),
-                branches=len(results),
+            done = self._done_record(
+                claimed, ref=ref, forwarded=forwarded, size_out=len(output), branches=len(results)
             )
-            await self._history(rid, "node", path, "finished", record=done)
-        await self._carry_out(
-            live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
-        )
+        await self._settle(live, hop, key, claimed, done, "finished", self._after(live, path, node))
 
     async def _must(self, key: str) -> bytes:
         raw = await self.state.get(key)
@@ -462,7 +504,6 @@ class Executor:
 
     # -- carrying out the planner's actions ----------------------------------------
     async def _carry_out(self, live: _Live, actions: list[Action]) -> None:
-        rid = live.base.request_id
         sends: list[Hop] = []
         for action in actions:
             if isinstance(action, Send):
@@ -482,7 +523,7 @@ class Executor:
             elif isinstance(action, Finish):
                 await self._finish(live, action.ref)
         for hop in sends:
-            await self.state.add_to_set(keys.pending(rid), hop.to_json())
+            await self.hops.mark_pending(hop)
         for hop in sends:
             await self.transport.send(hop)
 
@@ -523,8 +564,13 @@ class Executor:
                 except NodeError as exc:
                     await self._fail(live, None, key, None, exc)
                     return
-            done = {"state": "done", "attempt": 1, "finished": time.time(), "ref": action.ref,
-                    "fwd": forwarded}
+            done = {
+                "state": "done",
+                "attempt": 1,
+                "finished": time.time(),
+                "ref": action.ref,
+                "fwd": forwarded,
+            }
             if not await self.state.compare_and_set(key, None, dumps(done)):
                 done = loads(await self._must(key))
         await self._carry_out(
@@ -572,19 +618,22 @@ class Executor:
         failed = {**previous, "state": "failed", "finished": time.time(), "error": str(error)}
         failed.pop("owner", None)
         await self.state.compare_and_set(key, claimed, dumps(failed))
-        await self._history(rid, "node", error.node, "failed", attempt=error.attempt,
-                            error=str(error))
+        await self._history(
+            rid, "node", error.node, "failed", attempt=error.attempt, error=str(error)
+        )
         if hop is not None:
             # The failed hop waits in the held set: redrive sends it again.
-            await self.state.add_to_set(keys.held(rid), hop.to_json())
-            await self.state.remove_from_set(keys.pending(rid), hop.to_json())
+            await self.hops.hold(hop)
         info = {"node": error.node, "attempt": error.attempt, "cause": str(error)}
         record = await self._set_status(rid, (RUNNING, PAUSED), FAILED, error=info)
         if record is None:
             return
         exc = RequestFailedError(
             f"request {rid} failed at node {error.node!r} (attempt {error.attempt}): {error}",
-            request_id=rid, node=error.node, attempt=error.attempt, cause=str(error),
+            request_id=rid,
+            node=error.node,
+            attempt=error.attempt,
+            cause=str(error),
         )
         exc.__cause__ = error
         await self._history(rid, "request", "", "failed", error=str(error))
@@ -632,20 +681,18 @@ class Executor:
     async def release_held(self, rid: str) -> int:
         """Send every held hop once (after resume or redrive); returns how many."""
         sent = 0
-        for text in await self.state.set_members(keys.held(rid)):
-            if await self.state.remove_from_set(keys.held(rid), text):
-                hop = Hop.from_json(text)
-                await self.state.add_to_set(keys.pending(rid), text)
+        for hop in await self.hops.held(rid):
+            if await self.hops.unhold(hop):
                 await self.transport.send(hop)
                 sent += 1
         return sent
 
     async def resend_pending(self, rid: str) -> int:
         """Send every pending hop again (recovery after a crash); returns how many."""
-        members = await self.state.set_members(keys.pending(rid))
-        for text in members:
-            await self.transport.send(Hop.from_json(text))
-        return len(members)
+        hops = await self.hops.pending(rid)
+        for hop in hops:
+            await self.transport.send(hop)
+        return len(hops)
 
     # -- waiting ------------------------------------------------------------------
     def waiter(self, rid: str) -> asyncio.Future[bytes]:
@@ -668,29 +715,45 @@ class Executor:
         live = self.live(rid, hop.query)
         error = NodeError(
             "the engine could not run this node (its stores kept failing); see the logs",
-            node=hop.path, attempt=1,
+            node=hop.path,
+            attempt=1,
         )
         try:
             await self._fail(live, hop, keys.node_record(rid, hop.path), None, error)
         finally:
             self._resolve(rid, StoreError(f"request {rid}: hop for {hop.path!r} kept failing"))
 
-    async def _history(self, rid: str, kind: str, path: str, event: str, **details: Any) -> None:
+    def _history_entry(self, kind: str, path: str, event: str, **details: Any) -> dict[str, Any]:
         record = details.pop("record", None)
         entry: dict[str, Any] = {"t": time.time(), "kind": kind, "node": path, "event": event}
         if record is not None:
-            for field in ("attempt", "started", "finished", "size_in", "size_out", "calls"):
-                if field in record:
-                    entry[field] = record[field]
+            for name in ("attempt", "started", "finished", "size_in", "size_out", "calls"):
+                if name in record:
+                    entry[name] = record[name]
         entry.update(details)
+        return entry
+
+    async def _history(self, rid: str, kind: str, path: str, event: str, **details: Any) -> None:
+        entry = self._history_entry(kind, path, event, **details)
         await self.state.append(keys.history(rid), dumps(entry))
+        self._notify(rid, entry)
+
+    def _notify(self, rid: str, entry: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener({"request_id": rid, **entry})
 
     def _emit(self, rid: str, path: str, event: str, **details: Any) -> None:
         for listener in self.listeners:
-            listener({"request_id": rid, "t": time.time(), "kind": "node", "node": path,
-                      "event": event, **details})
+            listener(
+                {
+                    "request_id": rid,
+                    "t": time.time(),
+                    "kind": "node",
+                    "node": path,
+                    "event": event,
+                    **details,
+                }
+            )
 
     def forget(self, rid: str) -> None:
         self._live.pop(rid, None)

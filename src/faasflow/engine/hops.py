@@ -7,9 +7,11 @@ stable: the same step always has the same id, which is what makes duplicates har
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
+
+import orjson
 
 HopKind = Literal["node", "collect"]
 
@@ -59,9 +61,14 @@ class Hop:
             out["trace"] = self.trace
         return out
 
-    def to_json(self) -> str:
+    @cached_property
+    def json(self) -> str:
         """Canonical JSON (sorted keys, no spaces): the form that is stored and signed."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS).decode()
+
+    def to_json(self) -> str:
+        """:attr:`json`, computed once per hop."""
+        return self.json
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Hop:
@@ -87,8 +94,8 @@ class Hop:
     @classmethod
     def from_json(cls, text: str | bytes) -> Hop:
         try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
+            raw = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
             raise ValueError(f"malformed hop: {exc}") from exc
         if not isinstance(raw, dict):
             raise ValueError("malformed hop: not a JSON object")

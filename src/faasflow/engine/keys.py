@@ -43,14 +43,15 @@ def dag_end_set(rid: str, prefix: str) -> str:
     return f"r/{rid}/e/{prefix}"
 
 
-def pending(rid: str) -> str:
-    """Hops announced and not finished: the request's frontier, resent on recovery."""
-    return f"r/{rid}/pending"
+def pending(rid: str, step: str = "") -> str:
+    """Hops announced and not finished, one key per step (``kind:path``): the request's
+    frontier, resent on recovery."""
+    return f"r/{rid}/p/{step}"
 
 
-def held(rid: str) -> str:
-    """Hops kept back while the request is paused or failed."""
-    return f"r/{rid}/held"
+def held(rid: str, step: str = "") -> str:
+    """Hops kept back while the request is paused or failed, one key per step."""
+    return f"r/{rid}/h/{step}"
 
 
 def history(rid: str) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
+import secrets
 import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 RUNNING, PAUSED, SUCCEEDED, FAILED, STOPPED = "running", "paused", "succeeded", "failed", "stopped"
 STATUSES = (RUNNING, PAUSED, SUCCEEDED, FAILED, STOPPED)
@@ -17,22 +19,23 @@ FINISHED = frozenset({SUCCEEDED, STOPPED})
 
 
 def dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return orjson.dumps(value)
 
 
 def loads(raw: bytes) -> dict[str, Any]:
-    value = json.loads(raw)
+    value = orjson.loads(raw)
     assert isinstance(value, dict)
     return value
 
 
-def new_token() -> str:
-    """A short random token that makes each execution's output keys unique."""
-    return uuid.uuid4().hex[:12]
-
-
 _HOST = socket.gethostname()
-_BOOT = new_token()[:6]
+_BOOT = secrets.token_hex(4)
+_TOKENS = itertools.count(1)
+
+
+def new_token() -> str:
+    """A token unique to this execution (process boot + counter): output keys never clash."""
+    return f"{_BOOT}{next(_TOKENS):x}"
 
 
 def process_owner() -> str:

@@ -21,9 +21,38 @@ Semantics shared by all backends:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
+
+
+@dataclass(frozen=True)
+class Put:
+    """Write op: store ``value`` at the plain key ``key``."""
+
+    key: str
+    value: bytes
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Write op: remove the plain key ``key`` (absent is fine)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Append:
+    """Write op: append ``value`` to the list at ``key``."""
+
+    key: str
+    value: bytes
+    ttl: float | None = None
+
+
+WriteOp = Put | Delete | Append
 
 
 class StateStore(ABC):
@@ -74,6 +103,18 @@ class StateStore(ABC):
     @abstractmethod
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
         """Plain-value keys that start with ``prefix``, sorted, at most ``limit``."""
+
+    @abstractmethod
+    async def commit(
+        self, writes: Sequence[WriteOp], *, require: Mapping[str, bytes | None] | None = None
+    ) -> bool:
+        """Apply ``writes`` all together or not at all.
+
+        When ``require`` is given, the writes happen only if every key in it holds the
+        given value (``None`` = absent) at that moment; returns whether they happened.
+        This is how the engine records a node as done and announces its successors in
+        one step: one round trip (one transaction, one fsync) instead of several.
+        """
 
     # -- sets -------------------------------------------------------------------------
     @abstractmethod

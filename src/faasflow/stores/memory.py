@@ -8,9 +8,9 @@ to the other tasks of the event loop.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from faasflow.stores.base import DataStore, StateStore
+from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
 
 _Value = bytes | dict[str, None] | list[bytes]
 
@@ -46,12 +46,13 @@ class _ExpiringDict:
 
     def drop_prefix(self, prefix: str) -> int:
         doomed = [key for key in self.items if key.startswith(prefix)]
+        live = sum(self.live(key) is not None for key in doomed)
         for key in doomed:
             self.drop(key)
-        return len(doomed)
+        return live
 
     def expire(self, key: str, ttl: float) -> None:
-        if key in self.items:
+        if self.live(key) is not None:
             self.deadlines[key] = time.monotonic() + ttl
 
 
@@ -82,6 +83,21 @@ class MemoryStateStore(StateStore):
             self._values.drop(key)
         else:
             self._values.put(key, bytes(new), ttl)
+        return True
+
+    async def commit(
+        self, writes: Sequence[WriteOp], *, require: Mapping[str, bytes | None] | None = None
+    ) -> bool:
+        for key, expected in (require or {}).items():
+            if await self.get(key) != expected:
+                return False
+        for op in writes:
+            if isinstance(op, Put):
+                await self.set(op.key, op.value, ttl=op.ttl)
+            elif isinstance(op, Delete):
+                self._values.drop(op.key)
+            else:
+                await self.append(op.key, op.value, ttl=op.ttl)
         return True
 
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:

@@ -37,12 +37,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Final, Literal
 
 from faasflow.errors import ConfigurationError, StoreError
-from faasflow.stores.base import DataStore, StateStore
+from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
 
 __all__ = ["SqliteDataStore", "SqliteStateStore"]
 
@@ -478,6 +478,27 @@ class SqliteStateStore(_SqliteStore, StateStore):
             else:
                 cursor = conn.execute(_V_SWAP, (new, _deadline(ttl, now), key, expected, now))
             return cursor.rowcount == 1
+
+    async def commit(
+        self, writes: Sequence[WriteOp], *, require: Mapping[str, bytes | None] | None = None
+    ) -> bool:
+        # One IMMEDIATE transaction: one WAL commit for the whole step, and the checks
+        # in ``require`` cannot be raced by another process between check and write.
+        with self._db.session("commit", write=True, begin="BEGIN IMMEDIATE") as conn:
+            now = time.time()
+            for key, expected in (require or {}).items():
+                row = conn.execute(_V_GET, (key, now)).fetchone()
+                if (None if row is None else row[0]) != expected:
+                    return False
+            for op in writes:
+                if isinstance(op, Put):
+                    conn.execute(_V_PUT, (op.key, op.value, _deadline(op.ttl, now)))
+                elif isinstance(op, Delete):
+                    conn.execute(_DELETE[0], (op.key,))
+                else:
+                    deadline = _collection_deadline(conn, _L_DEADLINE, op.key, op.ttl, now)
+                    conn.execute(_L_ADD, (op.key, op.value, deadline))
+        return True
 
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
         if limit is not None and limit <= 0:

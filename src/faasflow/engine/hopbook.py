@@ -1,0 +1,63 @@
+"""Bookkeeping of a request's hops in the state store: pending (sent, not finished) and
+held (kept back while paused or failed).
+
+One key per step rather than one set per request: adding and removing are then single
+writes on every backend, and a duplicate hop for the same step lands on the same key.
+"""
+
+from __future__ import annotations
+
+from faasflow.engine import keys
+from faasflow.engine.hops import Hop
+from faasflow.stores.base import Put, StateStore
+
+
+def _step(hop: Hop) -> str:
+    return f"{hop.kind}:{hop.path}"
+
+
+class HopBook:
+    """Pending and held hops of requests, kept in a :class:`StateStore`."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    def pending_op(self, hop: Hop) -> Put:
+        """The write that records ``hop`` as pending (for a batched commit)."""
+        return Put(keys.pending(hop.request_id, _step(hop)), hop.json.encode())
+
+    async def mark_pending(self, hop: Hop) -> None:
+        """Record ``hop`` before it is sent, so a crash cannot lose it."""
+        op = self.pending_op(hop)
+        await self.state.set(op.key, op.value)
+
+    async def clear_pending(self, hop: Hop) -> None:
+        """``hop`` finished. A later duplicate's record (another ``sent_at``) stays until
+        the request is cleaned; resending it is harmless."""
+        key = keys.pending(hop.request_id, _step(hop))
+        await self.state.compare_and_set(key, hop.json.encode(), None)
+
+    async def hold(self, hop: Hop) -> None:
+        """Move ``hop`` from pending to held."""
+        await self.state.set(keys.held(hop.request_id, _step(hop)), hop.json.encode())
+        await self.clear_pending(hop)
+
+    async def unhold(self, hop: Hop) -> bool:
+        """Take ``hop`` back from held to pending; ``True`` for the one caller that did."""
+        if not await self.state.compare_and_set(
+            keys.held(hop.request_id, _step(hop)), hop.json.encode(), None
+        ):
+            return False
+        await self.mark_pending(hop)
+        return True
+
+    async def held(self, rid: str) -> list[Hop]:
+        return await self._read(keys.held(rid))
+
+    async def pending(self, rid: str) -> list[Hop]:
+        return await self._read(keys.pending(rid))
+
+    async def _read(self, prefix: str) -> list[Hop]:
+        found = await self.state.keys(prefix)
+        values = await self.state.get_many(found)
+        return [Hop.from_json(v) for v in values if v is not None]

@@ -1,0 +1,115 @@
+"""Stores from URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faasflow.errors import ConfigurationError
+from faasflow.stores.memory import MemoryDataStore, MemoryStateStore
+from faasflow.stores.sqlite import SqliteDataStore, SqliteStateStore
+from faasflow.stores.urls import data_store_from_url, state_store_from_url
+
+
+def test_memory() -> None:
+    assert isinstance(state_store_from_url("memory://"), MemoryStateStore)
+    assert isinstance(data_store_from_url("memory://"), MemoryDataStore)
+    assert isinstance(state_store_from_url("MEMORY://"), MemoryStateStore)
+    assert state_store_from_url("memory://") is not state_store_from_url("memory://")
+
+
+@pytest.mark.parametrize("url", ["memory://x", "memory:///", "memory://?a=b"])
+def test_memory_takes_nothing(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="memory://"):
+        state_store_from_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///flow.db", "flow.db"),
+        ("sqlite:///data/flow.db", "data/flow.db"),
+        ("sqlite:////tmp/flow.db", "/tmp/flow.db"),
+        ("sqlite:////var/lib/faasflow/state.db", "/var/lib/faasflow/state.db"),
+        ("sqlite://", ":memory:"),
+        ("sqlite:///", ":memory:"),
+        ("sqlite:///:memory:", ":memory:"),
+        ("sqlite:///my%20flows.db", "my flows.db"),
+        ("SQLite:///flow.db", "flow.db"),
+    ],
+)
+def test_sqlite_paths(url: str, path: str) -> None:
+    state = state_store_from_url(url)
+    data = data_store_from_url(url)
+    assert isinstance(state, SqliteStateStore)
+    assert isinstance(data, SqliteDataStore)
+    assert state.path == data.path == path
+
+
+async def test_sqlite_relative_path_is_relative_to_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with state_store_from_url("sqlite:///sub.db") as store:
+        await store.set("k", b"v")
+    assert (tmp_path / "sub.db").is_file()
+
+
+async def test_sqlite_absolute_path(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/abs.db"  # tmp_path starts with "/": four slashes
+    assert url.startswith("sqlite:////")
+    async with state_store_from_url(url) as state, data_store_from_url(url) as data:
+        await state.set("k", b"v")
+        await data.put("k", b"d")
+    async with SqliteStateStore(tmp_path / "abs.db") as state:
+        assert await state.get("k") == b"v"
+
+
+async def test_sqlite_memory_url_works() -> None:
+    async with state_store_from_url("sqlite://") as store:
+        await store.set("k", b"v")
+        assert await store.get("k") == b"v"
+
+
+def test_sqlite_options() -> None:
+    store = state_store_from_url("sqlite:///flow.db?synchronous=full&busy_timeout=2.5")
+    assert isinstance(store, SqliteStateStore)
+    assert store._db.synchronous == "FULL"
+    assert store._db.busy_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///flow.db?synchronous=OFF", "synchronous"),
+        ("sqlite:///flow.db?busy_timeout=soon", "busy_timeout"),
+        ("sqlite:///flow.db?journal=delete", "unknown option 'journal'"),
+        ("sqlite://localhost/flow.db", "no host"),
+        ("sqlite:///flow.db#frag", "fragment"),
+    ],
+)
+def test_bad_sqlite_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as raised:
+        state_store_from_url(url)
+    assert url in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://localhost:6379/0", "postgresql://db/faasflow", "flow.db", "", "sqlite:x.db"]
+)
+def test_unknown_scheme(url: str) -> None:
+    for from_url in (state_store_from_url, data_store_from_url):
+        with pytest.raises(ConfigurationError) as raised:
+            from_url(url)
+        message = str(raised.value)
+        assert repr(url) in message
+        assert "memory://" in message
+        assert "sqlite://" in message
+
+
+def test_unknown_scheme_hides_password() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        state_store_from_url("redis://user:s3cret@cache:6379/0")
+    assert "s3cret" not in str(raised.value)
+    assert "redis://user:***@cache:6379/0" in str(raised.value)
