@@ -20,7 +20,8 @@ from typing import Any, Self
 
 from faasflow.callables import use_thread_pool
 from faasflow.engine import keys
-from faasflow.engine.executor import Define, Executor, Settings
+from faasflow.engine.definition import Define
+from faasflow.engine.executor import Executor, Settings
 from faasflow.engine.records import (
     FAILED,
     PAUSED,
@@ -151,14 +152,18 @@ class Engine:
         """Open the stores and start taking hops."""
         if self._started:
             return
-        await self.state.open()
-        await self.data.open()
-        if isinstance(self.transport, InProcessTransport):
-            self.transport.on_undeliverable = self.executor.undeliverable
-        with use_thread_pool(self._threads):
-            # Worker tasks copy this context, so their sync callables use our threads.
-            await self.transport.start(self.executor.handle)
         self._started = True
+        try:
+            await self.state.open()
+            await self.data.open()
+            if isinstance(self.transport, InProcessTransport):
+                self.transport.on_undeliverable = self.executor.undeliverable
+            with use_thread_pool(self._threads):
+                # Worker tasks copy this context, so their sync callables use our threads.
+                await self.transport.start(self.executor.handle)
+        except BaseException:
+            await self.close()  # release whatever did open
+            raise
 
     async def close(self) -> None:
         """Stop taking hops and release stores, connections and threads."""

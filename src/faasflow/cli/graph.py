@@ -13,11 +13,8 @@ from faasflow.cli.loader import load_define
 from faasflow.dsl.export import to_dot, to_json
 from faasflow.dsl.spec import FlowSpec
 from faasflow.engine.context import Context
-from faasflow.engine.executor import Define, Executor
+from faasflow.engine.definition import Define, build_flow
 from faasflow.errors import FaasFlowError
-from faasflow.functions.registry import FunctionRegistry
-from faasflow.stores.memory import MemoryDataStore, MemoryStateStore
-from faasflow.transports.inprocess import InProcessTransport
 
 __all__ = ["EXPORT_REQUEST_ID", "NO_DOT_MESSAGE", "add_parser", "build_spec", "command", "render"]
 
@@ -67,18 +64,8 @@ def build_spec(define: Define, *, flow_name: str, query: str = "") -> FlowSpec:
     Raises:
         FlowDefinitionError: ``define`` raised, or built an invalid flow.
     """
-    # Executor.build is the engine's own path (it also turns a crash in define() into a
-    # FlowDefinitionError); the stores and transport are never opened.
-    executor = Executor(
-        flow_name=flow_name,
-        define=define,
-        state=MemoryStateStore(),
-        data=MemoryDataStore(),
-        transport=InProcessTransport(),
-        caller=FunctionRegistry([]),
-    )
     context = Context(request_id=EXPORT_REQUEST_ID, flow_name=flow_name, query_string=query)
-    return executor.build(context)
+    return build_flow(define, context)
 
 
 def render(spec: FlowSpec, *, flow_name: str, fmt: str) -> bytes:

@@ -17,7 +17,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from faasflow.engine.executor import Define
+from faasflow.engine.definition import Define
 from faasflow.errors import ConfigurationError
 
 __all__ = ["DEFAULT_ATTRIBUTE", "FlowFile", "LoadError", "load_define", "split_target"]

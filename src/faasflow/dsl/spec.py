@@ -124,7 +124,7 @@ class FlowSpec:
 
 def encode_key(key: str) -> str:
     """Percent-encode a branch key for use inside a path."""
-    return quote(key, safe="")
+    return quote(key, safe=":")
 
 
 def split_segment(segment: str) -> tuple[str, str | None]:

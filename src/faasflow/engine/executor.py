@@ -24,11 +24,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from faasflow.callables import call_user
-from faasflow.dsl.compile import compile_flow
-from faasflow.dsl.graph import Workflow
 from faasflow.dsl.spec import FlowSpec, NodeSpec
 from faasflow.engine import keys
 from faasflow.engine.context import Context, current_node
+from faasflow.engine.definition import Define, build_flow
 from faasflow.engine.hopbook import HopBook
 from faasflow.engine.hops import Hop
 from faasflow.engine.operations import Caller, run_operations, run_user
@@ -60,8 +59,6 @@ from faasflow.engine.records import (
 )
 from faasflow.errors import (
     DuplicateRequestError,
-    FaasFlowError,
-    FlowDefinitionError,
     NodeError,
     OperationError,
     RequestFailedError,
@@ -73,7 +70,6 @@ from faasflow.transports.base import Transport
 
 log = logging.getLogger("faasflow.engine")
 
-Define = Callable[[Workflow, Context], Any]
 
 _LIVE_CACHE = 10_000
 
@@ -132,14 +128,7 @@ class Executor:
     # -- building a request's flow ---------------------------------------------------
     def build(self, context: Context) -> FlowSpec:
         """Call ``define`` for ``context`` and validate what it built."""
-        flow = Workflow()
-        try:
-            self.define(flow, context)
-        except FaasFlowError:
-            raise
-        except Exception as exc:
-            raise FlowDefinitionError(f"define() raised {type(exc).__name__}: {exc}") from exc
-        return compile_flow(flow)
+        return build_flow(self.define, context)
 
     def _context(self, rid: str, query: str) -> Context:
         return Context(
@@ -414,7 +403,8 @@ class Executor:
             finally:
                 current_node.reset(token)
             done = self._done_record(
-                claimed, ref=input_ref or "", forwarded={}, branches=[[k, r] for k, r in chosen]
+                claimed, ref=input_ref or "", forwarded={}, branches=[[k, r] for k, r in chosen],
+                size_in=len(data_in),
             )
 
         def plan(record: dict[str, Any]) -> list[Action]:
@@ -571,7 +561,9 @@ class Executor:
                 "ref": action.ref,
                 "fwd": forwarded,
             }
-            if not await self.state.compare_and_set(key, None, dumps(done)):
+            if await self.state.compare_and_set(key, None, dumps(done)):
+                await self._history(rid, "node", path, "finished", record=done)
+            else:
                 done = loads(await self._must(key))
         await self._carry_out(
             live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
@@ -730,6 +722,9 @@ class Executor:
             for name in ("attempt", "started", "finished", "size_in", "size_out", "calls"):
                 if name in record:
                     entry[name] = record[name]
+            branches = record.get("branches")
+            if branches is not None:
+                entry["branches"] = branches if isinstance(branches, int) else len(branches)
         entry.update(details)
         return entry
 
