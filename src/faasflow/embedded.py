@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import re
 import secrets
@@ -47,6 +48,8 @@ from faasflow.stores.memory import MemoryDataStore, MemoryStateStore
 from faasflow.stores.urls import data_store_from_url, state_store_from_url
 from faasflow.transports.base import Transport
 from faasflow.transports.inprocess import InProcessTransport
+
+log = logging.getLogger("faasflow.engine")
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -93,6 +96,10 @@ class Engine:
         threads: worker threads for synchronous user callables.
         default_timeout: seconds a function call may take when its operation sets none.
         result_ttl: seconds a finished request's result and history are kept.
+        failed_ttl: seconds a failed request keeps its intermediate state for redrive.
+        stall_after: seconds without progress after which a running request with no
+            live node is failed; ``None`` never.
+        sweep_interval: seconds between sweeps (see :meth:`sweep`); ``None`` never.
     """
 
     def __init__(
@@ -110,6 +117,9 @@ class Engine:
         threads: int = 32,
         default_timeout: float = 30.0,
         result_ttl: float = 7 * 24 * 3600.0,
+        failed_ttl: float = 7 * 24 * 3600.0,
+        stall_after: float | None = 3600.0,
+        sweep_interval: float | None = 60.0,
     ) -> None:
         url = None
         if state_store is None or isinstance(state_store, str):
@@ -134,6 +144,10 @@ class Engine:
             caller=self.registry,
             settings=Settings(default_timeout=default_timeout, result_ttl=result_ttl),
         )
+        self.failed_ttl = failed_ttl
+        self.stall_after = stall_after
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._started = False
 
     async def __aenter__(self) -> Self:
@@ -161,6 +175,8 @@ class Engine:
             with use_thread_pool(self._threads):
                 # Worker tasks copy this context, so their sync callables use our threads.
                 await self.transport.start(self.executor.handle)
+            if self.sweep_interval is not None:
+                self._sweeper = asyncio.create_task(self._sweep_forever(self.sweep_interval))
         except BaseException:
             await self.close()  # release whatever did open
             raise
@@ -170,6 +186,10 @@ class Engine:
         if not self._started:
             return
         self._started = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
         await self.transport.close()
         await self.registry.aclose()
         await self.state.close()
@@ -312,10 +332,79 @@ class Engine:
         Returns how many hops were sent again.
         """
         await self._require(request_id, (FAILED,), "redrive")
+        raw = await self.state.get(keys.request(request_id))
+        if raw is not None and loads(raw).get("retired"):
+            raise RequestStateError(
+                f"cannot redrive request {request_id}: it failed more than "
+                f"{self.failed_ttl:g}s ago and its intermediate state was dropped", request_id
+            )
         if await self.executor._set_status(request_id, (FAILED,), RUNNING, error=None) is None:
             await self._require(request_id, (FAILED,), "redrive")
         with use_thread_pool(self._threads):
-            return await self.executor.release_held(request_id)
+            # Pending hops too: a request failed as stalled lost them in flight.
+            return await self.executor.release_held(
+                request_id
+            ) + await self.executor.resend_pending(request_id)
+
+    async def sweep(self) -> dict[str, list[str]]:
+        """Find this flow's abandoned requests and bound what failed ones keep.
+
+        * a running request with no progress for ``stall_after`` seconds and no node
+          running in a live process is failed (its hops were lost), so it does not
+          hang silently; it can be redriven;
+        * a failed request not redriven within ``failed_ttl`` seconds loses its
+          intermediate state, keeping its record and history until they expire.
+
+        Runs every ``sweep_interval`` seconds while the engine is started. Returns the
+        ids ``{"stalled": [...], "retired": [...]}``.
+        """
+        report: dict[str, list[str]] = {"stalled": [], "retired": []}
+        now = time.time()
+        prefix = keys.live_index(self.flow_name)
+        for key in await self.state.keys(prefix):
+            rid = key[len(prefix):]
+            raw = await self.state.get(keys.request(rid))
+            if raw is None:
+                await self.state.delete(key)
+                continue
+            record = loads(raw)
+            if record["status"] == FAILED and now - record["updated"] > self.failed_ttl:
+                await self.executor.retire(rid)
+                report["retired"].append(rid)
+            elif (
+                record["status"] == RUNNING
+                and self.stall_after is not None
+                and now - await self._last_progress(rid, record) > self.stall_after
+                and not await self._node_running(rid)
+                and await self.executor.abandon(
+                    rid, f"stalled: no progress for more than {self.stall_after:g}s"
+                )
+            ):
+                report["stalled"].append(rid)
+        return report
+
+    async def _last_progress(self, rid: str, record: dict[str, Any]) -> float:
+        history = await self.state.read_list(keys.history(rid))
+        last = loads(history[-1])["t"] if history else 0.0
+        return max(float(last), float(record["updated"]))
+
+    async def _node_running(self, rid: str) -> bool:
+        found = await self.state.keys(keys.node_record(rid, ""))
+        for value in await self.state.get_many(found):
+            if value is None:
+                continue
+            node = loads(value)
+            if node["state"] == "running" and owner_alive(node.get("owner", "")):
+                return True
+        return False
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except FaasFlowError as exc:
+                log.warning("sweep of flow %s failed: %s", self.flow_name, exc)
 
     async def recover(self) -> list[str]:
         """Take over this flow's unfinished requests whose process died; resend their

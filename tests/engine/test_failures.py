@@ -20,6 +20,8 @@ from faasflow import (
     Workflow,
 )
 from faasflow.engine import keys
+from faasflow.engine.hops import Hop
+from faasflow.transports.inprocess import InProcessTransport
 
 MakeEngine = Callable[..., faasflow.Engine]
 
@@ -271,3 +273,71 @@ async def test_finished_requests_expire(make_engine: MakeEngine) -> None:
         pytest.fail("the finished request never expired")
     assert await engine.data.get(keys.result("ttl-1")) is None
     assert await engine.state.read_list(keys.history("ttl-1")) == []
+
+
+class LosingTransport(InProcessTransport):
+    """Loses the first hop to ``path``, as a crashed queue might."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.lost = 0
+
+    async def send(self, hop: Hop) -> None:
+        if hop.path == self.path and not self.lost:
+            self.lost += 1
+            return
+        await super().send(hop)
+
+
+async def test_a_stalled_request_is_failed_and_can_be_redriven(store_url: str) -> None:
+    finals: list[str] = []
+
+    def define(flow: Workflow, context: Context) -> None:
+        dag = flow.dag()
+        dag.node("a").modify(lambda d: d + b"a")
+        dag.node("b").modify(lambda d: d + b"b")
+        dag.edge("a", "b")
+        flow.finally_(finals.append)
+
+    transport = LosingTransport("b")
+    engine = faasflow.Engine(define, state_store=store_url, transport=transport,
+                             stall_after=0.1, sweep_interval=None)
+    async with engine:
+        rid = await engine.submit(b">")
+        await engine.drain()
+        assert transport.lost == 1
+        assert await engine.state_of(rid) == "running"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        report = await engine.sweep()
+        while not report["stalled"] and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            report = await engine.sweep()
+        assert report["stalled"] == [rid]
+        with pytest.raises(RequestFailedError, match="stalled: no progress"):
+            await engine.wait(rid, timeout=5)
+        assert finals == ["failure"]
+        await engine.redrive(rid)
+        assert await engine.wait(rid, timeout=10) == b">ab"
+
+
+async def test_failed_requests_are_retired_after_failed_ttl(make_engine: MakeEngine) -> None:
+    def define(flow: Workflow, context: Context) -> None:
+        dag = flow.dag()
+        dag.node("a").modify(lambda d: d)
+        dag.node("b").modify(lambda d: 1 / 0)  # type: ignore[arg-type,return-value]
+        dag.edge("a", "b")
+
+    engine = make_engine(define, failed_ttl=0.0, sweep_interval=None, flow_name="retire")
+    with pytest.raises(RequestFailedError, match="ZeroDivisionError"):
+        await engine.run(b"x", request_id="old-1")
+    assert await engine.state.keys(keys.request_prefix("old-1")) != []
+    assert await engine.sweep() == {"stalled": [], "retired": ["old-1"]}
+    assert await engine.state.keys(keys.request_prefix("old-1")) == []
+    assert await engine.data.get(keys.request_input("old-1")) is None
+    info = await engine.info("old-1")
+    assert info.status == "failed" and info.failure is not None
+    with pytest.raises(RequestStateError, match="intermediate state was dropped"):
+        await engine.redrive("old-1")
+    assert await engine.sweep() == {"stalled": [], "retired": []}

@@ -670,6 +670,23 @@ class Executor:
         self._resolve(rid, exc)
         return True
 
+    async def abandon(self, rid: str, cause: str) -> bool:
+        """Fail a running request that no process is moving forward (a lost hop)."""
+        error = {"node": "", "attempt": 0, "cause": cause}
+        record = await self._set_status(rid, (RUNNING,), FAILED, error=error)
+        if record is None:
+            return False
+        exc = RequestFailedError(f"request {rid} failed: {cause}", request_id=rid, cause=cause)
+        await self._history(rid, "request", "", "failed", error=cause)
+        await self._end_hooks(self.live(rid, record.get("query", "")), exc)
+        self._resolve(rid, exc)
+        return True
+
+    async def retire(self, rid: str) -> None:
+        """Drop the intermediate state of a failed request nobody redrove in time."""
+        if await self._set_status(rid, (FAILED,), FAILED, retired=True) is not None:
+            await self._clean(rid, self.settings.result_ttl)
+
     async def release_held(self, rid: str) -> int:
         """Send every held hop once (after resume or redrive); returns how many."""
         sent = 0
