@@ -71,7 +71,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -397,18 +397,17 @@ def _ratio(numerator: float, denominator: float) -> str:
 
 
 def format_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(
-        h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))
-    )
-    out = [line, "-" * len(line)]
-    for row in rows:
-        out.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
-            )
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         )
-    return "\n".join(out)
+
+    head = line(header)
+    return "\n".join([head, "-" * len(head), *(line(row) for row in rows)])
 
 
 def chain_report(table: Table) -> str:
@@ -421,14 +420,13 @@ def chain_report(table: Table) -> str:
         f"N={sizes[-1]} p95",
         "us/node (LSQ)",
         "2-point",
-        "fixed us",
         "CPU us/node",
         "Dask thr/this",
         "this/floor",
     ]
     rows = []
     for name, by_size in table.items():
-        slope, intercept, two_point = slopes(by_size)
+        slope, _, two_point = slopes(by_size)
         cpu_slope, _, _ = slopes(by_size, cpu=True)
         rows.append(
             [
@@ -437,7 +435,6 @@ def chain_report(table: Table) -> str:
                 _ms(by_size[sizes[-1]].p95),
                 _us(slope),
                 _us(two_point),
-                _us(intercept),
                 _us(cpu_slope),
                 _ratio(ref, slope),
                 _ratio(slope, floor),

@@ -59,6 +59,7 @@ from faasflow.engine.records import (
 )
 from faasflow.errors import (
     DuplicateRequestError,
+    FaasFlowError,
     NodeError,
     OperationError,
     RequestFailedError,
@@ -119,6 +120,8 @@ class Executor:
         self.settings = settings or Settings()
         self.owner = process_owner()
         self.hops = HopBook(state)
+        self._inflight: set[str] = set()
+        """Record keys of the steps this process is running now."""
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,12 +198,18 @@ class Executor:
             log.error("hop %s names no node of flow %s: dropped", hop.id, self.flow_name)
             await self.hops.clear_pending(hop)
             return
-        if hop.kind == "collect":
-            await self._run_collect(live, hop, node)
-        elif node.is_dynamic:
-            await self._run_expand(live, hop, node)
-        else:
-            await self._run_task(live, hop, node)
+        try:
+            if hop.kind == "collect":
+                await self._run_collect(live, hop, node)
+            elif node.is_dynamic:
+                await self._run_expand(live, hop, node)
+            else:
+                await self._run_task(live, hop, node)
+        finally:
+            # Whatever happened, this process no longer runs the step: a redelivery of
+            # the hop may claim it again.
+            self._inflight.discard(keys.node_record(hop.request_id, hop.path))
+            self._inflight.discard(keys.expand_record(hop.request_id, hop.path))
 
     async def _hold(self, hop: Hop) -> bool:
         """Keep ``hop`` back while its request is paused or failed.
@@ -224,7 +233,7 @@ class Executor:
         if previous is not None:
             if previous["state"] == "done":
                 return previous, None
-            if previous["state"] == "running" and owner_alive(previous["owner"]):
+            if previous["state"] == "running" and self._runs(previous["owner"], key):
                 log.info("hop %s is running elsewhere: duplicate ignored", hop.id)
                 return None, None
         claimed = dumps(
@@ -237,7 +246,14 @@ class Executor:
         )
         if not await self.state.compare_and_set(key, raw, claimed):
             return None, None
+        self._inflight.add(key)
         return None, claimed
+
+    def _runs(self, owner: str, key: str) -> bool:
+        """Whether the step at ``key``, claimed by ``owner``, is still being run."""
+        if owner == self.owner:
+            return key in self._inflight
+        return owner_alive(owner)
 
     async def _run_task(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path
@@ -718,19 +734,18 @@ class Executor:
             else:
                 future.set_result(outcome)
 
-    async def undeliverable(self, hop: Hop) -> None:
-        """A hop kept failing outside user code (a store that went away): fail its request."""
+    async def undeliverable(self, hop: Hop, error: Exception) -> None:
+        """A hop kept failing outside user code (a store that went away): fail its request
+        with that cause; if even that cannot be recorded, waiters get the store error."""
         rid = hop.request_id
-        live = self.live(rid, hop.query)
-        error = NodeError(
-            "the engine could not run this node (its stores kept failing); see the logs",
-            node=hop.path,
-            attempt=1,
-        )
+        failure = NodeError(f"the engine could not run this node: {error}", node=hop.path,
+                            attempt=1)
         try:
-            await self._fail(live, hop, keys.node_record(rid, hop.path), None, error)
-        finally:
-            self._resolve(rid, StoreError(f"request {rid}: hop for {hop.path!r} kept failing"))
+            await self._fail(self.live(rid, hop.query), hop, keys.node_record(rid, hop.path),
+                             None, failure)
+        except FaasFlowError as exc:
+            self._resolve(rid, exc)
+            raise
 
     def _history_entry(self, kind: str, path: str, event: str, **details: Any) -> dict[str, Any]:
         record = details.pop("record", None)

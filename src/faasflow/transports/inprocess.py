@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from faasflow.engine.hops import Hop
 from faasflow.transports.base import HopHandler, Transport
@@ -29,7 +30,8 @@ class InProcessTransport(Transport):
         self.concurrency = concurrency
         self.max_redeliveries = max_redeliveries
         self.redelivery_delay = redelivery_delay
-        self.on_undeliverable: HopHandler | None = None
+        self.on_undeliverable: Callable[[Hop, Exception], Awaitable[None]] | None = None
+        """Called with a hop that kept failing and its last error."""
         self._queue: asyncio.Queue[tuple[Hop, int]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._retries: set[asyncio.Task[None]] = set()
@@ -60,7 +62,7 @@ class InProcessTransport(Transport):
         if delivery >= self.max_redeliveries:
             log.error("hop %s failed %d times, giving up: %s", hop.id, delivery + 1, exc)
             if self.on_undeliverable is not None:
-                task = asyncio.create_task(self._give_up(hop))
+                task = asyncio.create_task(self._give_up(hop, exc))
                 self._retries.add(task)
                 task.add_done_callback(self._retries.discard)
             return
@@ -74,10 +76,10 @@ class InProcessTransport(Transport):
         await asyncio.sleep(delay)
         self._queue.put_nowait((hop, delivery))
 
-    async def _give_up(self, hop: Hop) -> None:
+    async def _give_up(self, hop: Hop, error: Exception) -> None:
         assert self.on_undeliverable is not None
         try:
-            await self.on_undeliverable(hop)
+            await self.on_undeliverable(hop, error)
         except Exception:
             log.exception("could not record the failure of hop %s", hop.id)
 
