@@ -61,12 +61,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.metadata
 import json
 import logging
 import os
 import platform
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,6 +80,7 @@ from typing import Any, Literal
 import dask
 import dask.local
 import dask.threaded
+from dask.delayed import delayed
 
 import faasflow
 
@@ -184,14 +187,14 @@ def fanout_dask(width: int) -> tuple[DaskGraph, str]:
 def chain_delayed(n: int) -> bytes:
     value: Any = PAYLOAD
     for _ in range(n):
-        value = dask.delayed(noop)(value)
+        value = delayed(noop)(value)
     return bytes(value.compute(scheduler="threads"))
 
 
 def fanout_delayed(width: int) -> bytes:
-    src = dask.delayed(noop)(PAYLOAD)
-    parts = [dask.delayed(noop)(src) for _ in range(width)]
-    return bytes(dask.delayed(join_parts)(*parts).compute(scheduler="threads"))
+    src = delayed(noop)(PAYLOAD)
+    parts = [delayed(noop)(src) for _ in range(width)]
+    return bytes(delayed(join_parts)(*parts).compute(scheduler="threads"))
 
 
 def chain_floor(n: int) -> Callable[[], bytes]:
@@ -497,11 +500,28 @@ def targets_report(chain: Table, fanout: Table) -> str:
     return "\n".join(lines)
 
 
+def source_revision() -> str:
+    """The git commit of the faasflow being measured, ``+dirty`` if ``src/`` has changes."""
+    root = Path(faasflow.__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
+
+
 def environment() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "faasflow": faasflow.__version__,
-        "dask": dask.__version__,
+        "revision": source_revision(),
+        "dask": importlib.metadata.version("dask"),
         "sqlite": sqlite3.sqlite_version,
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -513,7 +533,8 @@ def environment() -> dict[str, Any]:
 
 def print_report(meta: dict[str, Any], chain: Table, fanout: Table) -> None:
     print(
-        f"python {meta['python']}  faasflow {meta['faasflow']}  dask {meta['dask']}  "
+        f"python {meta['python']}  faasflow {meta['faasflow']} ({meta.get('revision')})  "
+        f"dask {meta['dask']}  "
         f"sqlite {meta['sqlite']}  cpus {meta['cpu_count']}  {meta['platform']}"
     )
     print(f"load average at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')}")

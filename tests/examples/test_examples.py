@@ -103,7 +103,7 @@ def test_example_module_contract(name: str) -> None:
     assert any(len(data) >= BIG for data, _ in inputs), f"{name}: INPUTS needs a few KB"
 
 
-@pytest.mark.parametrize(("name", "data", "query"), _cases())
+@pytest.mark.parametrize(("name", "data", "query"), list(_cases()))
 async def test_example_matches_its_oracle(
     name: str, data: bytes, query: str, store_url: str
 ) -> None:
@@ -284,7 +284,7 @@ def _cli_cases() -> Iterator[Any]:
             yield pytest.param(name, data, query, id=f"{name}-{index}")
 
 
-@pytest.mark.parametrize(("name", "data", "query"), _cli_cases())
+@pytest.mark.parametrize(("name", "data", "query"), list(_cli_cases()))
 def test_cli_runs_example_with_functions_next_to_it(
     name: str, data: bytes, query: str, tmp_path: Path
 ) -> None:
@@ -372,7 +372,7 @@ def test_every_example_documents_a_run() -> None:
     )
 
 
-@pytest.mark.parametrize(("name", "data", "query", "printed"), _documented_runs())
+@pytest.mark.parametrize(("name", "data", "query", "printed"), list(_documented_runs()))
 def test_documented_output_is_the_real_one(
     name: str, data: bytes, query: str, printed: bytes
 ) -> None:
