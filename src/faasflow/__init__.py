@@ -25,6 +25,7 @@ from faasflow.errors import (
     RequestStateError,
     RequestStoppedError,
     StoreError,
+    TransportError,
     UnknownRequestError,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "RequestStoppedError",
     "Retry",
     "StoreError",
+    "TransportError",
     "UnknownRequestError",
     "Workflow",
     "arun",

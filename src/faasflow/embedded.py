@@ -20,8 +20,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from faasflow.callables import use_thread_pool
+from faasflow.dsl.spec import FlowSpec
 from faasflow.engine import keys
-from faasflow.engine.definition import Define
+from faasflow.engine.context import Context
+from faasflow.engine.definition import Define, build_flow
 from faasflow.engine.executor import Executor, Settings
 from faasflow.engine.records import (
     FAILED,
@@ -198,9 +200,22 @@ class Engine:
 
     # -- requests -------------------------------------------------------------------
     async def submit(
-        self, data: bytes | str = b"", *, request_id: str | None = None, query: str = ""
+        self,
+        data: bytes | str = b"",
+        *,
+        request_id: str | None = None,
+        query: str = "",
+        inline: bool = False,
+        callback_url: str | None = None,
     ) -> str:
-        """Start a request and return its id (without waiting for it).
+        """Start a request and return its id.
+
+        Args:
+            data: the input.
+            request_id: choose the id (URL-safe, at most 128 characters).
+            query: the request's query string, seen by ``context.query``.
+            inline: run the first hop within this call (a sync flow then ends here).
+            callback_url: kept on the request record for end listeners.
 
         Raises:
             FlowDefinitionError: ``define`` built an invalid flow; nothing was started.
@@ -210,10 +225,23 @@ class Engine:
         rid = check_request_id(request_id) if request_id else new_request_id()
         payload = data.encode() if isinstance(data, str) else bytes(data)
         with use_thread_pool(self._threads):
-            await self.executor.submit(rid, payload, query)
+            await self.executor.submit(
+                rid, payload, query, inline=inline, callback_url=callback_url
+            )
         return rid
 
-    async def wait(self, request_id: str, timeout: float | None = None) -> bytes:
+    def describe(self, query: str = "") -> FlowSpec:
+        """The validated flow as ``define`` builds it (for export and sync detection).
+
+        Raises:
+            FlowDefinitionError: ``define`` raised or built an invalid flow.
+        """
+        context = Context(request_id="export", flow_name=self.flow_name, query_string=query)
+        return build_flow(self.executor.define, context)
+
+    async def wait(
+        self, request_id: str, timeout: float | None = None, *, poll: float = 0.5
+    ) -> bytes:
         """Wait for the request to end; its result, or the error that ended it.
 
         Raises:
@@ -233,7 +261,7 @@ class Engine:
             if remaining is not None and remaining <= 0:
                 future.cancel()
                 raise TimeoutError(f"request {request_id} did not end within {timeout}s")
-            step = 0.5 if remaining is None else min(0.5, remaining)
+            step = poll if remaining is None else min(poll, remaining)
             done, _ = await asyncio.wait({future}, timeout=step)
             if done:
                 return future.result()

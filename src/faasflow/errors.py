@@ -20,6 +20,7 @@ talks to them, so callers catch one tree::
     │   └── OperationError         a modify/aggregator/forwarder/condition callable failed
     │                              or returned something other than bytes
     ├── StoreError                 a state or data store failed or cannot be reached
+    ├── TransportError             a hop could not be handed to its transport
     └── ConfigurationError         a bad setting, naming the variable or option
 """
 
@@ -40,6 +41,10 @@ class ConfigurationError(FaasFlowError):
 
 class StoreError(FaasFlowError):
     """A state or data store failed, or cannot be reached."""
+
+
+class TransportError(FaasFlowError):
+    """A hop could not be handed to its transport (gateway, queue)."""
 
 
 class RequestError(FaasFlowError):

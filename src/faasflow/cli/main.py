@@ -13,7 +13,7 @@ import os
 import sys
 
 from faasflow import __version__
-from faasflow.cli import graph, run
+from faasflow.cli import graph, run, serve
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     run.add_parser(subparsers)
     graph.add_parser(subparsers)
+    serve.add_parser(subparsers)
     return parser
 
 

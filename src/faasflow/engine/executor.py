@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -85,6 +85,27 @@ class Settings:
     """How long a finished request's record, history and result are kept."""
 
 
+@dataclass(frozen=True)
+class RequestEnd:
+    """What end listeners get: how a request ended.
+
+    Attributes:
+        request_id: the request.
+        flow: the flow's name.
+        status: ``succeeded``, ``failed`` or ``stopped``.
+        record: the request record as it was written at the end.
+        result: the output, for a succeeded request.
+        error: why it ended, otherwise.
+    """
+
+    request_id: str
+    flow: str
+    status: str
+    record: dict[str, Any]
+    result: bytes | None = None
+    error: RequestFailedError | None = None
+
+
 @dataclass
 class _Live:
     """What this process knows of one request it is working on."""
@@ -125,6 +146,8 @@ class Executor:
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.end_listeners: list[Callable[[RequestEnd], Awaitable[None]]] = []
+        """Awaited once per request end, in the process that recorded the end."""
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         """Called with every history event, plus ``started`` events that are not stored."""
 
@@ -157,15 +180,28 @@ class Executor:
         return found
 
     # -- starting requests --------------------------------------------------------
-    async def submit(self, rid: str, data: bytes, query: str = "") -> None:
+    async def submit(
+        self,
+        rid: str,
+        data: bytes,
+        query: str = "",
+        *,
+        inline: bool = False,
+        callback_url: str | None = None,
+    ) -> None:
         """Create request ``rid`` with input ``data`` and announce its first hop.
 
-        The definition is built and validated first: a bad one changes nothing.
+        The definition is built and validated first: a bad one changes nothing. With
+        ``inline`` the first hop runs here, within this call, instead of through the
+        transport (a sync flow answers in its caller's request). ``callback_url`` is
+        kept on the request record for the end listeners.
         """
         self._loop = asyncio.get_running_loop()
         self._live.pop(rid, None)
         live = self.live(rid, query)
         record = request_record(self.flow_name, query, self.owner)
+        if callback_url:
+            record["callback_url"] = callback_url
         if not await self.state.compare_and_set(keys.request(rid), None, dumps(record)):
             self._live.pop(rid, None)
             raise DuplicateRequestError(f"request id {rid!r} is already in use", rid)
@@ -174,7 +210,9 @@ class Executor:
         await self.state.set(keys.flow_index(self.flow_name, rid), str(record["created"]).encode())
         await self.state.set(keys.live_index(self.flow_name, rid), b"")
         await self._history(rid, "request", "", "started", size=len(data))
-        await self._carry_out(live, live.planner.start(live.base, input_ref))
+        await self._carry_out(
+            live, live.planner.start(live.base, input_ref), send=self.handle if inline else None
+        )
 
     # -- running hops -------------------------------------------------------------
     async def handle(self, hop: Hop) -> None:
@@ -509,7 +547,12 @@ class Executor:
         return raw
 
     # -- carrying out the planner's actions ----------------------------------------
-    async def _carry_out(self, live: _Live, actions: list[Action]) -> None:
+    async def _carry_out(
+        self,
+        live: _Live,
+        actions: list[Action],
+        send: Callable[[Hop], Awaitable[None]] | None = None,
+    ) -> None:
         sends: list[Hop] = []
         for action in actions:
             if isinstance(action, Send):
@@ -531,7 +574,7 @@ class Executor:
         for hop in sends:
             await self.hops.mark_pending(hop)
         for hop in sends:
-            await self.transport.send(hop)
+            await (send or self.transport.send)(hop)
 
     async def _branch_count(self, live: _Live, path: str) -> int:
         count = live.branch_counts.get(path)
@@ -617,6 +660,7 @@ class Executor:
         await self._hook(live.spec.finally_hook, "success", rid)
         await self._clean(rid, ttl)
         self._resolve(rid, output)
+        await self._ended(RequestEnd(rid, self.flow_name, SUCCEEDED, record, result=output))
 
     async def _fail(
         self, live: _Live, hop: Hop | None, key: str, claimed: bytes | None, error: NodeError
@@ -647,12 +691,20 @@ class Executor:
         await self._history(rid, "request", "", "failed", error=str(error))
         await self._end_hooks(live, exc)
         self._resolve(rid, exc)
+        await self._ended(RequestEnd(rid, self.flow_name, FAILED, record, error=exc))
 
     async def _end_hooks(self, live: _Live, exc: RequestFailedError) -> None:
         rid = live.base.request_id
         live.context._state = "failure"
         await self._hook(live.spec.failure_hook, exc, rid)
         await self._hook(live.spec.finally_hook, "failure", rid)
+
+    async def _ended(self, end: RequestEnd) -> None:
+        for listener in self.end_listeners:
+            try:
+                await listener(end)
+            except Exception:
+                log.exception("request %s: end listener failed", end.request_id)
 
     async def _hook(self, fn: Callable[[Any], Any] | None, arg: Any, rid: str) -> None:
         if fn is None:
@@ -667,8 +719,10 @@ class Executor:
         await self.state.delete_prefix(keys.request_prefix(rid))
         await self.data.delete_prefix(keys.data_prefix(rid))
         await self.state.delete(keys.live_index(self.flow_name, rid))
-        for key in (keys.request(rid), keys.history(rid), keys.flow_index(self.flow_name, rid)):
+        for key in (keys.history(rid), keys.flow_index(self.flow_name, rid)):
             await self.state.expire(key, ttl)
+        # The record outlives the result, so an expired result reads as expired, not unknown.
+        await self.state.expire(keys.request(rid), 2 * ttl)
         self._live.pop(rid, None)
 
     # -- control ------------------------------------------------------------------
@@ -684,6 +738,7 @@ class Executor:
             await self._end_hooks(live, exc)
         await self._clean(rid, self.settings.result_ttl)
         self._resolve(rid, exc)
+        await self._ended(RequestEnd(rid, self.flow_name, STOPPED, record, error=exc))
         return True
 
     async def abandon(self, rid: str, cause: str) -> bool:
@@ -696,6 +751,7 @@ class Executor:
         await self._history(rid, "request", "", "failed", error=cause)
         await self._end_hooks(self.live(rid, record.get("query", "")), exc)
         self._resolve(rid, exc)
+        await self._ended(RequestEnd(rid, self.flow_name, FAILED, record, error=exc))
         return True
 
     async def retire(self, rid: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from faasflow.engine import keys
 from faasflow.engine.hops import Hop
-from faasflow.stores.base import Put, StateStore
+from faasflow.stores.base import Delete, Put, StateStore
 
 
 def _step(hop: Hop) -> str:
@@ -32,10 +32,8 @@ class HopBook:
         await self.state.set(op.key, op.value)
 
     async def clear_pending(self, hop: Hop) -> None:
-        """``hop`` finished. A later duplicate's record (another ``sent_at``) stays until
-        the request is cleaned; resending it is harmless."""
-        key = keys.pending(hop.request_id, _step(hop))
-        await self.state.compare_and_set(key, hop.json.encode(), None)
+        """``hop``'s step is done (or held): forget it, whichever delivery recorded it."""
+        await self.state.commit([Delete(keys.pending(hop.request_id, _step(hop)))])
 
     async def hold(self, hop: Hop) -> None:
         """Move ``hop`` from pending to held."""

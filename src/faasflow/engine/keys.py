@@ -54,6 +54,11 @@ def held(rid: str, step: str = "") -> str:
     return f"r/{rid}/h/{step}"
 
 
+def seen_hop(signature: str) -> str:
+    """A hop that was run, by its signature: a second delivery of it is a replay."""
+    return f"seen/{signature}"
+
+
 def history(rid: str) -> str:
     return f"h/{rid}"
 

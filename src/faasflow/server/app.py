@@ -1,0 +1,367 @@
+"""The flow as an HTTP function: the faas-flow wire protocol on Starlette.
+
+| route | what |
+|---|---|
+| ``POST /`` | a new request (body = input); ``X-Faas-Flow-Reqid`` in the answer |
+| ``GET/POST /?export-dag=true`` | the flow's JSON definition |
+| ``/?pause-flow=ID`` ``resume-flow`` ``stop-flow`` ``state`` | the original query API |
+| ``POST /flow/{id}/forward`` | a signed hop (the gateway's queue worker calls it) |
+| ``POST /flow/{id}/pause`` ``resume`` ``stop`` ``redrive`` | control |
+| ``GET /flow/{id}/state`` ``/flow/{id}/result`` | status (JSON) and the stored result |
+| ``GET /healthz`` | liveness |
+
+A flow of one sync node runs within the caller's request and answers 200 with its
+result. Other flows answer 202 with the request id, unless the caller sends
+``X-Faas-Flow-Wait: SECONDS``: then the answer is 200 with the result if the request ends
+in time (whichever replica ran its last node), else 202.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from faasflow.config import ServerConfig
+from faasflow.dsl.export import to_json
+from faasflow.embedded import Engine, check_request_id
+from faasflow.engine import keys
+from faasflow.engine.definition import Define
+from faasflow.engine.records import FAILED, STOPPED, SUCCEEDED, RequestInfo
+from faasflow.errors import (
+    DuplicateRequestError,
+    FlowDefinitionError,
+    RequestError,
+    RequestFailedError,
+    RequestStateError,
+    UnknownRequestError,
+)
+from faasflow.server.callbacks import CallbackSender
+from faasflow.server.signing import (
+    HUB_SIGNATURE_HEADER,
+    SIGNATURE_HEADER,
+    SignatureError,
+    open_hop,
+    verify,
+)
+from faasflow.transports.openfaas import OpenFaaSTransport
+
+log = logging.getLogger("faasflow.server")
+
+REQID = "X-Faas-Flow-Reqid"
+CALLBACK = "X-Faas-Flow-Callback-Url"
+WAIT = "X-Faas-Flow-Wait"
+STATUS = "X-Faas-Flow-Status"
+LEGACY = ("export-dag", "pause-flow", "resume-flow", "stop-flow", "state")
+
+
+class HTTPProblem(Exception):
+    """Answer with ``status`` and a plain-text ``message``; nothing was changed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(
+    define: Define,
+    *,
+    config: ServerConfig,
+    engine: Engine | None = None,
+    engine_options: dict[str, Any] | None = None,
+) -> Starlette:
+    """The flow server's ASGI app.
+
+    Args:
+        define: the flow's ``define(flow, context)``.
+        config: names, secrets and limits (see :mod:`faasflow.config`).
+        engine: an engine to serve; by default one is built from ``config`` with the
+            OpenFaaS transport (hops through ``config.gateway``, signed).
+        engine_options: extra :class:`~faasflow.embedded.Engine` arguments for the
+            default engine (``functions``, ``functions_dir``, ``concurrency``...).
+
+    Raises:
+        ConfigurationError: no ``faasflow-hmac-secret`` for the gateway transport.
+    """
+    if engine is None:
+        transport = OpenFaaSTransport(
+            gateway=config.gateway, flow_name=config.flow_name, secret=config.hmac_secret or b""
+        )
+        engine = Engine(
+            define,
+            flow_name=config.flow_name,
+            gateway=config.gateway,
+            state_store=config.state_url,
+            data_store=config.data_url,
+            transport=transport,
+            **(engine_options or {}),
+        )
+    server = _FlowServer(engine, config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.close()
+
+    routes = [
+        Route("/", server.root, methods=["GET", "POST"]),
+        Route("/healthz", server.healthz, methods=["GET"]),
+        Route("/flow/{rid}/forward", server.forward, methods=["POST"]),
+        Route("/flow/{rid}/state", server.state, methods=["GET"]),
+        Route("/flow/{rid}/result", server.result, methods=["GET"]),
+        Route("/flow/{rid}/{verb:str}", server.control, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.flow_server = server
+    return app
+
+
+class _FlowServer:
+    """The route handlers, sharing one engine."""
+
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.callbacks = CallbackSender(attempts=config.callback_attempts)
+        self._sync: bool | None = None
+
+    async def start(self) -> None:
+        self._sync = self.engine.describe().is_sync  # a bad definition fails start-up
+        self.engine.executor.end_listeners.append(self.callbacks.on_end)
+        await self.engine.start()
+
+    async def close(self) -> None:
+        await self.engine.close()
+        await self.callbacks.close()
+
+    # -- helpers ------------------------------------------------------------------
+    async def _body(self, request: Request) -> bytes:
+        limit = self.config.max_body_size
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPProblem(413, f"body larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPProblem(413, f"body larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _rid(self, value: str) -> str:
+        try:
+            return check_request_id(value)
+        except RequestError as exc:
+            raise HTTPProblem(400, str(exc)) from exc
+
+    def _authorize_control(self, request: Request) -> None:
+        token = self.config.control_token
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+            raise HTTPProblem(401, "control routes need Authorization: Bearer <token>")
+
+    async def _guard(self, call: Callable[[], Any]) -> Response:
+        try:
+            result = await call()
+        except HTTPProblem as exc:
+            return PlainTextResponse(exc.message + "\n", status_code=exc.status)
+        except UnknownRequestError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=404)
+        except (RequestStateError, DuplicateRequestError) as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=409)
+        except FlowDefinitionError as exc:
+            return PlainTextResponse(f"flow definition error: {exc}\n", status_code=500)
+        assert isinstance(result, Response)
+        return result
+
+    # -- routes -------------------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def root(self, request: Request) -> Response:
+        params = request.query_params
+        legacy = [name for name in LEGACY if name in params]
+        if legacy:
+            return await self._guard(lambda: self._legacy(request, legacy[0]))
+        return await self._guard(lambda: self._new_request(request))
+
+    async def _legacy(self, request: Request, name: str) -> Response:
+        value = request.query_params[name]
+        if name == "export-dag":
+            spec = self.engine.describe(_user_query(request))
+            return JSONResponse(to_json(spec, flow_name=self.config.flow_name))
+        self._authorize_control(request)
+        rid = self._rid(value)
+        if name == "state":
+            info = await self.engine.info(rid)
+            return PlainTextResponse(info.status.upper())
+        verb = name.removesuffix("-flow")
+        await self._control(verb, rid)
+        return PlainTextResponse(f"request {rid}: {verb} done\n")
+
+    async def _new_request(self, request: Request) -> Response:
+        body = await self._body(request)
+        if self.config.authenticate_requests:
+            if not self.config.hmac_secret:
+                raise HTTPProblem(500, "authenticate_request is on but no secret is set")
+            try:
+                verify(self.config.hmac_secret, body, request.headers.get(HUB_SIGNATURE_HEADER))
+            except SignatureError as exc:
+                raise HTTPProblem(401, f"request not authenticated: {exc}") from exc
+        wanted = request.headers.get(REQID)
+        rid = self._rid(wanted) if wanted else None
+        callback = request.headers.get(CALLBACK)
+        if callback is not None:
+            parts = urlsplit(callback)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise HTTPProblem(400, f"{CALLBACK} must be an http(s) URL, got {callback!r}")
+        wait = self._wait(request)
+        rid = await self.engine.submit(
+            body, request_id=rid, query=_user_query(request), inline=bool(self._sync),
+            callback_url=callback,
+        )
+        headers = {REQID: rid}
+        if callback:
+            headers[CALLBACK] = callback
+        if self._sync:
+            wait = self.config.max_wait
+        elif wait is None:
+            return PlainTextResponse(rid, status_code=202, headers=headers)
+        try:
+            result = await self.engine.wait(rid, timeout=wait, poll=0.05)
+        except TimeoutError:
+            return PlainTextResponse(rid, status_code=202, headers=headers)
+        except RequestFailedError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=500,
+                                     headers={**headers, STATUS: "failure"})
+        return Response(result, status_code=200, headers=headers,
+                        media_type="application/octet-stream")
+
+    def _wait(self, request: Request) -> float | None:
+        raw = request.headers.get(WAIT)
+        if raw is None:
+            return None
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise HTTPProblem(400, f"{WAIT} must be a number of seconds, got {raw!r}") from None
+        if not seconds >= 0:
+            raise HTTPProblem(400, f"{WAIT} must not be negative")
+        return min(seconds, self.config.max_wait)
+
+    async def forward(self, request: Request) -> Response:
+        return await self._guard(lambda: self._forward(request))
+
+    async def _forward(self, request: Request) -> Response:
+        transport = self.engine.transport
+        if not isinstance(transport, OpenFaaSTransport):
+            raise HTTPProblem(404, "this flow server does not take hops over HTTP")
+        body = await self._body(request)
+        try:
+            hop = open_hop(transport.secret, body, request.headers.get(SIGNATURE_HEADER),
+                           self.config.hop_max_age)
+        except SignatureError as exc:
+            raise HTTPProblem(401, f"hop refused: {exc}") from exc
+        if hop.request_id != request.path_params["rid"] or hop.flow != self.config.flow_name:
+            raise HTTPProblem(401, "hop refused: it names another request or flow")
+        seen = keys.seen_hop(request.headers[SIGNATURE_HEADER].removeprefix("sha256="))
+        if await self.engine.state.get(seen) is not None:
+            raise HTTPProblem(401, "hop refused: replayed")
+        record = await self.engine.state.get(keys.request(hop.request_id))
+        if record is None:
+            raise HTTPProblem(404, f"no request {hop.request_id!r}")
+        status = orjson.loads(record)["status"]
+        if status in (SUCCEEDED, STOPPED):
+            return PlainTextResponse(f"ignored: request {hop.request_id} is {status}\n")
+        await transport.deliver(hop)
+        await self.engine.state.set(seen, b"", ttl=self.config.hop_max_age * 2)
+        return PlainTextResponse("ok\n", status_code=200)
+
+    async def control(self, request: Request) -> Response:
+        async def run() -> Response:
+            verb = request.path_params["verb"]
+            if verb not in ("pause", "resume", "stop", "redrive"):
+                raise HTTPProblem(404, f"no route /flow/{{id}}/{verb}")
+            self._authorize_control(request)
+            rid = self._rid(request.path_params["rid"])
+            await self._control(verb, rid)
+            info = await self.engine.info(rid)
+            return JSONResponse({"request_id": rid, "status": info.status})
+
+        return await self._guard(run)
+
+    async def _control(self, verb: str, rid: str) -> None:
+        action = {
+            "pause": self.engine.pause,
+            "resume": self.engine.resume,
+            "stop": self.engine.stop,
+            "redrive": self.engine.redrive,
+        }[verb]
+        await action(rid)
+
+    async def state(self, request: Request) -> Response:
+        async def run() -> Response:
+            self._authorize_control(request)
+            rid = self._rid(request.path_params["rid"])
+            return JSONResponse(info_json(await self.engine.info(rid, nodes=True)))
+
+        return await self._guard(run)
+
+    async def result(self, request: Request) -> Response:
+        async def run() -> Response:
+            self._authorize_control(request)
+            rid = self._rid(request.path_params["rid"])
+            info = await self.engine.info(rid)
+            if info.status == SUCCEEDED:
+                try:
+                    data = await self.engine.result(rid)
+                except UnknownRequestError:
+                    raise HTTPProblem(410, f"the result of {rid} has expired") from None
+                return Response(data, media_type="application/octet-stream",
+                                headers={REQID: rid})
+            if info.status in (FAILED, STOPPED):
+                return JSONResponse(info_json(info), status_code=409)
+            raise HTTPProblem(404, f"request {rid} is {info.status}: no result yet")
+
+        return await self._guard(run)
+
+
+def info_json(info: RequestInfo) -> dict[str, Any]:
+    """A request's status as the state route answers it."""
+    failure = info.failure
+    return {
+        "request_id": info.request_id,
+        "flow": info.flow,
+        "status": info.status,
+        "created": info.created,
+        "updated": info.updated,
+        "failure": None if failure is None else {
+            "node": failure.node, "attempt": failure.attempt, "cause": failure.cause
+        },
+        "nodes": info.nodes,
+    }
+
+
+def _user_query(request: Request) -> str:
+    """The query string without faasflow's own legacy parameters."""
+    pairs = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True)
+             if k not in LEGACY]
+    return urlencode(pairs)
+
