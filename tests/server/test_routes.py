@@ -1,0 +1,281 @@
+"""The flow server's HTTP contract, over real HTTP on loopback (local transport)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+import faasflow
+from faasflow import Context, Workflow
+from faasflow.config import ServerConfig
+from faasflow.server.app import create_app
+from faasflow.server.signing import sign
+from faasflow.transports.inprocess import InProcessTransport
+
+from .conftest import serving
+
+
+def greet(flow: Workflow, context: Context) -> None:
+    flow.sync_node().modify(lambda d: b"Hello " + d)
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, data: bytes) -> bytes:
+        self.entered.set()
+        await self.release.wait()
+        return data
+
+
+def chain_with(gate: Gate | None = None, fail: bool = False) -> Any:
+    def define(flow: Workflow, context: Context) -> None:
+        dag = flow.dag()
+        dag.node("a").modify(lambda d: d + b"-a")
+        node = dag.node("b")
+        if gate is not None:
+            node.modify(gate)
+        if fail:
+            node.modify(lambda d: 1 / 0)  # type: ignore[arg-type,return-value]
+        dag.node("c").modify(lambda d: d + b"-c" + context.query_value("x", "").encode())
+        dag.edge("a", "b")
+        dag.edge("b", "c")
+
+    return define
+
+
+def local_app(define: Any, tmp_path: Path, **config: Any) -> Starlette:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    settings = ServerConfig(flow_name="flow", **config)
+    engine = faasflow.Engine(
+        define, flow_name="flow", state_store=f"sqlite:///{tmp_path / 'state.db'}",
+        transport=InProcessTransport(),
+    )
+    return create_app(define, config=settings, engine=engine)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        yield http
+
+
+async def poll(call: Callable[[], Any], until: Callable[[Any], bool], seconds: float = 10) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = await call()
+        if until(value):
+            return value
+        assert loop.time() < deadline, f"gave up waiting; last: {value}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_sync_flow_answers_with_its_result(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    async with serving(local_app(greet, tmp_path)) as url:
+        response = await client.post(url + "/", content=b"Adam")
+        assert response.status_code == 200
+        assert response.content == b"Hello Adam"
+        rid = response.headers["X-Faas-Flow-Reqid"]
+        assert (await client.get(f"{url}/flow/{rid}/result")).content == b"Hello Adam"
+        state = (await client.get(f"{url}/flow/{rid}/state")).json()
+        assert state["status"] == "succeeded" and state["request_id"] == rid
+
+
+async def test_an_async_flow_answers_202_then_the_result_can_be_fetched(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    async with serving(local_app(chain_with(), tmp_path)) as url:
+        response = await client.post(url + "/?x=1", content=b"in")
+        assert response.status_code == 202
+        rid = response.headers["X-Faas-Flow-Reqid"]
+        assert response.text == rid
+        result = await poll(lambda: client.get(f"{url}/flow/{rid}/result"),
+                            lambda r: r.status_code == 200)
+        assert result.content == b"in-a-c1"
+
+
+async def test_wait_header_answers_with_the_result(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    async with serving(local_app(chain_with(), tmp_path)) as url:
+        response = await client.post(url + "/", content=b"w", headers={"X-Faas-Flow-Wait": "5"})
+        assert response.status_code == 200
+        assert response.content == b"w-a-c"
+        gate = Gate()
+    async with serving(local_app(chain_with(gate), tmp_path / "g")) as url:
+        response = await client.post(url + "/", content=b"w", headers={"X-Faas-Flow-Wait": "0.1"})
+        assert response.status_code == 202  # did not end in time
+        gate.release.set()
+
+
+async def test_failure_within_the_wait_is_a_500_naming_the_node(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    async with serving(local_app(chain_with(fail=True), tmp_path)) as url:
+        response = await client.post(url + "/", content=b"w", headers={"X-Faas-Flow-Wait": "5"})
+        assert response.status_code == 500
+        assert "node 'b'" in response.text and "ZeroDivisionError" in response.text
+        rid = response.headers["X-Faas-Flow-Reqid"]
+        result = await client.get(f"{url}/flow/{rid}/result")
+        assert result.status_code == 409
+        assert result.json()["failure"]["node"] == "b"
+
+
+async def test_client_chosen_ids(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    async with serving(local_app(greet, tmp_path)) as url:
+        ok = await client.post(url + "/", content=b"x", headers={"X-Faas-Flow-Reqid": "my-id.1"})
+        assert ok.headers["X-Faas-Flow-Reqid"] == "my-id.1"
+        again = await client.post(url + "/", content=b"y", headers={"X-Faas-Flow-Reqid": "my-id.1"})
+        assert again.status_code == 409
+        assert (await client.get(f"{url}/flow/my-id.1/result")).content == b"Hello x"
+        for bad in ("../etc", "a b", "x" * 129, "ä"):
+            response = await client.post(url + "/", content=b"x",
+                                         headers={"X-Faas-Flow-Reqid": bad.encode()})
+            assert response.status_code == 400, bad
+
+
+async def test_pause_resume_stop_over_http(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    gate = Gate()
+    async with serving(local_app(chain_with(gate), tmp_path)) as url:
+        rid = (await client.post(url + "/", content=b"p")).headers["X-Faas-Flow-Reqid"]
+        await gate.entered.wait()
+        paused = await client.post(f"{url}/flow/{rid}/pause")
+        assert paused.json() == {"request_id": rid, "status": "paused"}
+        assert (await client.post(f"{url}/flow/{rid}/pause")).status_code == 409
+        gate.release.set()
+        state = await poll(lambda: client.get(f"{url}/flow/{rid}/state"),
+                           lambda r: r.json()["nodes"].get("b", {}).get("state") == "done")
+        assert state.json()["status"] == "paused"
+        assert "c" not in state.json()["nodes"]
+        assert (await client.get(f"{url}/flow/{rid}/result")).status_code == 404
+        resumed = await client.post(f"{url}/flow/{rid}/resume")
+        assert resumed.status_code == 200
+        result = await poll(lambda: client.get(f"{url}/flow/{rid}/result"),
+                            lambda r: r.status_code == 200)
+        assert result.content == b"p-a-c"
+        assert (await client.post(f"{url}/flow/{rid}/stop")).status_code == 409
+
+
+async def test_legacy_query_api(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    gate = Gate()
+    async with serving(local_app(chain_with(gate), tmp_path)) as url:
+        rid = (await client.post(url + "/", content=b"l")).headers["X-Faas-Flow-Reqid"]
+        await gate.entered.wait()
+        assert (await client.get(f"{url}/?state={rid}")).text == "RUNNING"
+        assert (await client.post(f"{url}/?pause-flow={rid}")).status_code == 200
+        assert (await client.get(f"{url}/?state={rid}")).text == "PAUSED"
+        assert (await client.post(f"{url}/?resume-flow={rid}")).status_code == 200
+        assert (await client.post(f"{url}/?stop-flow={rid}")).status_code == 200
+        gate.release.set()
+        assert (await client.get(f"{url}/?state={rid}")).text == "STOPPED"
+        assert (await client.get(f"{url}/?state=nobody")).status_code == 404
+        assert (await client.get(f"{url}/?state=a%2Fb")).status_code == 400
+        export = (await client.get(f"{url}/?export-dag=true")).json()
+        assert export["flow"] == "flow"
+        assert [n["id"] for n in export["dag"]["nodes"]] == ["a", "b", "c"]
+
+
+async def test_bad_input_gets_a_clear_4xx(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    async with serving(local_app(chain_with(), tmp_path, max_body_size=1000)) as url:
+        assert (await client.post(url + "/", content=b"x" * 1001)).status_code == 413
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(20):
+                yield b"y" * 100
+
+        assert (await client.post(url + "/", content=chunks())).status_code == 413
+        bad_callback = await client.post(url + "/", content=b"x",
+                                         headers={"X-Faas-Flow-Callback-Url": "ftp://x"})
+        assert bad_callback.status_code == 400
+        assert (await client.post(url + "/", headers={"X-Faas-Flow-Wait": "soon"})).status_code == 400
+        for verb in ("pause", "resume", "stop", "redrive"):
+            assert (await client.post(f"{url}/flow/ghost/{verb}")).status_code == 404
+        assert (await client.get(f"{url}/flow/ghost/state")).status_code == 404
+        assert (await client.get(f"{url}/flow/ghost/result")).status_code == 404
+        assert (await client.post(f"{url}/flow/ghost/explode")).status_code == 404
+        assert (await client.post(f"{url}/flow/a%20b/pause")).status_code == 400
+        # No hops over HTTP in local mode.
+        assert (await client.post(f"{url}/flow/ghost/forward", content=b"{}")).status_code == 404
+        assert (await client.get(f"{url}/healthz")).status_code == 200
+
+
+async def test_control_token(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    gate = Gate()
+    async with serving(local_app(chain_with(gate), tmp_path, control_token="t0ken")) as url:
+        rid = (await client.post(url + "/", content=b"x")).headers["X-Faas-Flow-Reqid"]
+        await gate.entered.wait()
+        for call in (client.post(f"{url}/flow/{rid}/stop"),
+                     client.post(f"{url}/?stop-flow={rid}"),
+                     client.get(f"{url}/flow/{rid}/state"),
+                     client.post(f"{url}/flow/{rid}/stop", headers={"Authorization": "Bearer no"})):
+            assert (await call).status_code == 401
+        state = await client.get(f"{url}/flow/{rid}/state",
+                                 headers={"Authorization": "Bearer t0ken"})
+        assert state.json()["status"] == "running"
+        gate.release.set()
+
+
+async def test_authenticated_new_requests(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    app = local_app(greet, tmp_path, hmac_secret=b"k3y", authenticate_requests=True)
+    async with serving(app) as url:
+        assert (await client.post(url + "/", content=b"A")).status_code == 401
+        forged = await client.post(url + "/", content=b"A",
+                                   headers={"X-Hub-Signature-256": sign(b"wrong", b"A")})
+        assert forged.status_code == 401
+        signed = await client.post(url + "/", content=b"A",
+                                   headers={"X-Hub-Signature-256": sign(b"k3y", b"A")})
+        assert signed.content == b"Hello A"
+
+
+class Receiver:
+    """A callback receiver that refuses the first ``refuse`` deliveries."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.refuse = refuse
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.arrived = asyncio.Event()
+        self.app = Starlette(routes=[Route("/cb", self.receive, methods=["POST"])])
+
+    async def receive(self, request: Request) -> Response:
+        self.calls.append((dict(request.headers), await request.body()))
+        if len(self.calls) <= self.refuse:
+            return PlainTextResponse("busy", status_code=503)
+        self.arrived.set()
+        return PlainTextResponse("thanks")
+
+
+async def test_callbacks_on_success_and_failure_with_retries(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    receiver = Receiver(refuse=2)
+    async with serving(receiver.app) as cb_url, serving(local_app(chain_with(), tmp_path)) as url:
+        response = await client.post(url + "/", content=b"cb",
+                                     headers={"X-Faas-Flow-Callback-Url": cb_url + "/cb"})
+        rid = response.headers["X-Faas-Flow-Reqid"]
+        await asyncio.wait_for(receiver.arrived.wait(), 20)
+        assert len(receiver.calls) == 3  # two refusals, then accepted; nothing after
+        headers, body = receiver.calls[-1]
+        assert body == b"cb-a-c"
+        assert headers["x-faas-flow-reqid"] == rid
+        assert headers["x-faas-flow-status"] == "success"
+
+    failing = Receiver()
+    async with serving(failing.app) as cb_url, \
+            serving(local_app(chain_with(fail=True), tmp_path / "f")) as url:
+        response = await client.post(url + "/", content=b"cb",
+                                     headers={"X-Faas-Flow-Callback-Url": cb_url + "/cb"})
+        await asyncio.wait_for(failing.arrived.wait(), 20)
+        headers, body = failing.calls[0]
+        assert headers["x-faas-flow-status"] == "failure"
+        assert headers["x-faas-flow-reqid"] == response.headers["X-Faas-Flow-Reqid"]
+        assert b"node 'b'" in body
