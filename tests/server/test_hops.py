@@ -38,16 +38,18 @@ class RelayGateway:
         self.flow_url = ""
         self.answers: list[int] = []
         self.app = Starlette(
-            routes=[Route("/async-function/{name}/flow/{rid}/forward", self.take,
-                          methods=["POST"])]
+            routes=[Route("/async-function/{name}/flow/{rid}/forward", self.take, methods=["POST"])]
         )
         self._client = httpx.AsyncClient(timeout=10)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def take(self, request: Request) -> Response:
         body = await request.body()
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in ("x-faas-flow-signature", "content-type", "traceparent")}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("x-faas-flow-signature", "content-type", "traceparent")
+        }
         self.hops.append((request.url.path, headers, body))
         if self.relaying:
             task = asyncio.create_task(self._relay(request.path_params["rid"], headers, body))
@@ -56,8 +58,9 @@ class RelayGateway:
         return Response(status_code=202)
 
     async def _relay(self, rid: str, headers: dict[str, str], body: bytes) -> None:
-        response = await self._client.post(f"{self.flow_url}/flow/{rid}/forward",
-                                            content=body, headers=headers)
+        response = await self._client.post(
+            f"{self.flow_url}/flow/{rid}/forward", content=body, headers=headers
+        )
         self.answers.append(response.status_code)
 
     async def aclose(self) -> None:
@@ -85,8 +88,13 @@ async def gateway() -> AsyncIterator[RelayGateway]:
 
 
 def flow_app(gateway_url: str, tmp_path: Path, **config: Any) -> Starlette:
-    settings = ServerConfig(flow_name="fan", gateway=gateway_url, hmac_secret=SECRET,
-                            state_url=f"sqlite:///{tmp_path / 'state.db'}", **config)
+    settings = ServerConfig(
+        flow_name="fan",
+        gateway=gateway_url,
+        hmac_secret=SECRET,
+        state_url=f"sqlite:///{tmp_path / 'state.db'}",
+        **config,
+    )
     return create_app(fan, config=settings)
 
 
@@ -104,8 +112,11 @@ async def wait_result(client: httpx.AsyncClient, url: str, rid: str) -> httpx.Re
 async def test_hops_travel_through_the_gateway_signed(
     tmp_path: Path, gateway: RelayGateway
 ) -> None:
-    async with serving(gateway.app) as gw_url, serving(flow_app(gw_url, tmp_path)) as url, \
-            httpx.AsyncClient(timeout=10) as client:
+    async with (
+        serving(gateway.app) as gw_url,
+        serving(flow_app(gw_url, tmp_path)) as url,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
         gateway.flow_url = url
         rid = (await client.post(url + "/", content=b"x")).headers["X-Faas-Flow-Reqid"]
         assert (await wait_result(client, url, rid)).content == b"x-a-b+x-a-c"
@@ -125,8 +136,11 @@ async def test_the_server_refuses_to_start_without_a_secret(tmp_path: Path) -> N
 async def test_forged_tampered_replayed_stale_and_unsigned_hops_are_refused(
     tmp_path: Path, gateway: RelayGateway
 ) -> None:
-    async with serving(gateway.app) as gw_url, serving(flow_app(gw_url, tmp_path)) as url, \
-            httpx.AsyncClient(timeout=10) as client:
+    async with (
+        serving(gateway.app) as gw_url,
+        serving(flow_app(gw_url, tmp_path)) as url,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
         gateway.flow_url = url
         gateway.relaying = False  # hold the first hop: we deliver it by hand
         rid = (await client.post(url + "/", content=b"x")).headers["X-Faas-Flow-Reqid"]
@@ -175,10 +189,14 @@ async def test_forged_tampered_replayed_stale_and_unsigned_hops_are_refused(
             await client.post(f"{url}/flow/{rid}/forward", content=more, headers=more_headers)
         assert (await wait_result(client, url, rid)).content == b"x-a-b+x-a-c"
         late = replace(hop, sent_at=time.time()).json.encode()
-        ignored = await client.post(forward, content=late,
-                                    headers={SIGNATURE_HEADER: sign(SECRET, late)})
+        ignored = await client.post(
+            forward, content=late, headers={SIGNATURE_HEADER: sign(SECRET, late)}
+        )
         assert ignored.status_code == 200 and "ignored" in ignored.text
         unknown = replace(hop, request_id="ghost", sent_at=time.time()).json.encode()
-        missing = await client.post(f"{url}/flow/ghost/forward", content=unknown,
-                                    headers={SIGNATURE_HEADER: sign(SECRET, unknown)})
+        missing = await client.post(
+            f"{url}/flow/ghost/forward",
+            content=unknown,
+            headers={SIGNATURE_HEADER: sign(SECRET, unknown)},
+        )
         assert missing.status_code == 404

@@ -59,7 +59,9 @@ def local_app(define: Any, tmp_path: Path, **config: Any) -> Starlette:
     tmp_path.mkdir(parents=True, exist_ok=True)
     settings = ServerConfig(flow_name="flow", **config)
     engine = faasflow.Engine(
-        define, flow_name="flow", state_store=f"sqlite:///{tmp_path / 'state.db'}",
+        define,
+        flow_name="flow",
+        state_store=f"sqlite:///{tmp_path / 'state.db'}",
         transport=InProcessTransport(),
     )
     return create_app(define, config=settings, engine=engine)
@@ -82,7 +84,9 @@ async def poll(call: Callable[[], Any], until: Callable[[Any], bool], seconds: f
         await asyncio.sleep(0.02)
 
 
-async def test_a_sync_flow_answers_with_its_result(tmp_path: Path, client: httpx.AsyncClient) -> None:
+async def test_a_sync_flow_answers_with_its_result(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
     async with serving(local_app(greet, tmp_path)) as url:
         response = await client.post(url + "/", content=b"Adam")
         assert response.status_code == 200
@@ -101,12 +105,15 @@ async def test_an_async_flow_answers_202_then_the_result_can_be_fetched(
         assert response.status_code == 202
         rid = response.headers["X-Faas-Flow-Reqid"]
         assert response.text == rid
-        result = await poll(lambda: client.get(f"{url}/flow/{rid}/result"),
-                            lambda r: r.status_code == 200)
+        result = await poll(
+            lambda: client.get(f"{url}/flow/{rid}/result"), lambda r: r.status_code == 200
+        )
         assert result.content == b"in-a-c1"
 
 
-async def test_wait_header_answers_with_the_result(tmp_path: Path, client: httpx.AsyncClient) -> None:
+async def test_wait_header_answers_with_the_result(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
     async with serving(local_app(chain_with(), tmp_path)) as url:
         response = await client.post(url + "/", content=b"w", headers={"X-Faas-Flow-Wait": "5"})
         assert response.status_code == 200
@@ -139,8 +146,9 @@ async def test_client_chosen_ids(tmp_path: Path, client: httpx.AsyncClient) -> N
         assert again.status_code == 409
         assert (await client.get(f"{url}/flow/my-id.1/result")).content == b"Hello x"
         for bad in ("../etc", "a b", "x" * 129, "ä"):
-            response = await client.post(url + "/", content=b"x",
-                                         headers={"X-Faas-Flow-Reqid": bad.encode()})
+            response = await client.post(
+                url + "/", content=b"x", headers={"X-Faas-Flow-Reqid": bad.encode()}
+            )
             assert response.status_code == 400, bad
 
 
@@ -153,15 +161,18 @@ async def test_pause_resume_stop_over_http(tmp_path: Path, client: httpx.AsyncCl
         assert paused.json() == {"request_id": rid, "status": "paused"}
         assert (await client.post(f"{url}/flow/{rid}/pause")).status_code == 409
         gate.release.set()
-        state = await poll(lambda: client.get(f"{url}/flow/{rid}/state"),
-                           lambda r: r.json()["nodes"].get("b", {}).get("state") == "done")
+        state = await poll(
+            lambda: client.get(f"{url}/flow/{rid}/state"),
+            lambda r: r.json()["nodes"].get("b", {}).get("state") == "done",
+        )
         assert state.json()["status"] == "paused"
         assert "c" not in state.json()["nodes"]
         assert (await client.get(f"{url}/flow/{rid}/result")).status_code == 404
         resumed = await client.post(f"{url}/flow/{rid}/resume")
         assert resumed.status_code == 200
-        result = await poll(lambda: client.get(f"{url}/flow/{rid}/result"),
-                            lambda r: r.status_code == 200)
+        result = await poll(
+            lambda: client.get(f"{url}/flow/{rid}/result"), lambda r: r.status_code == 200
+        )
         assert result.content == b"p-a-c"
         assert (await client.post(f"{url}/flow/{rid}/stop")).status_code == 409
 
@@ -194,10 +205,13 @@ async def test_bad_input_gets_a_clear_4xx(tmp_path: Path, client: httpx.AsyncCli
                 yield b"y" * 100
 
         assert (await client.post(url + "/", content=chunks())).status_code == 413
-        bad_callback = await client.post(url + "/", content=b"x",
-                                         headers={"X-Faas-Flow-Callback-Url": "ftp://x"})
+        bad_callback = await client.post(
+            url + "/", content=b"x", headers={"X-Faas-Flow-Callback-Url": "ftp://x"}
+        )
         assert bad_callback.status_code == 400
-        assert (await client.post(url + "/", headers={"X-Faas-Flow-Wait": "soon"})).status_code == 400
+        assert (
+            await client.post(url + "/", headers={"X-Faas-Flow-Wait": "soon"})
+        ).status_code == 400
         for verb in ("pause", "resume", "stop", "redrive"):
             assert (await client.post(f"{url}/flow/ghost/{verb}")).status_code == 404
         assert (await client.get(f"{url}/flow/ghost/state")).status_code == 404
@@ -214,13 +228,16 @@ async def test_control_token(tmp_path: Path, client: httpx.AsyncClient) -> None:
     async with serving(local_app(chain_with(gate), tmp_path, control_token="t0ken")) as url:
         rid = (await client.post(url + "/", content=b"x")).headers["X-Faas-Flow-Reqid"]
         await gate.entered.wait()
-        for call in (client.post(f"{url}/flow/{rid}/stop"),
-                     client.post(f"{url}/?stop-flow={rid}"),
-                     client.get(f"{url}/flow/{rid}/state"),
-                     client.post(f"{url}/flow/{rid}/stop", headers={"Authorization": "Bearer no"})):
+        for call in (
+            client.post(f"{url}/flow/{rid}/stop"),
+            client.post(f"{url}/?stop-flow={rid}"),
+            client.get(f"{url}/flow/{rid}/state"),
+            client.post(f"{url}/flow/{rid}/stop", headers={"Authorization": "Bearer no"}),
+        ):
             assert (await call).status_code == 401
-        state = await client.get(f"{url}/flow/{rid}/state",
-                                 headers={"Authorization": "Bearer t0ken"})
+        state = await client.get(
+            f"{url}/flow/{rid}/state", headers={"Authorization": "Bearer t0ken"}
+        )
         assert state.json()["status"] == "running"
         gate.release.set()
 
@@ -229,11 +246,13 @@ async def test_authenticated_new_requests(tmp_path: Path, client: httpx.AsyncCli
     app = local_app(greet, tmp_path, hmac_secret=b"k3y", authenticate_requests=True)
     async with serving(app) as url:
         assert (await client.post(url + "/", content=b"A")).status_code == 401
-        forged = await client.post(url + "/", content=b"A",
-                                   headers={"X-Hub-Signature-256": sign(b"wrong", b"A")})
+        forged = await client.post(
+            url + "/", content=b"A", headers={"X-Hub-Signature-256": sign(b"wrong", b"A")}
+        )
         assert forged.status_code == 401
-        signed = await client.post(url + "/", content=b"A",
-                                   headers={"X-Hub-Signature-256": sign(b"k3y", b"A")})
+        signed = await client.post(
+            url + "/", content=b"A", headers={"X-Hub-Signature-256": sign(b"k3y", b"A")}
+        )
         assert signed.content == b"Hello A"
 
 
@@ -259,8 +278,9 @@ async def test_callbacks_on_success_and_failure_with_retries(
 ) -> None:
     receiver = Receiver(refuse=2)
     async with serving(receiver.app) as cb_url, serving(local_app(chain_with(), tmp_path)) as url:
-        response = await client.post(url + "/", content=b"cb",
-                                     headers={"X-Faas-Flow-Callback-Url": cb_url + "/cb"})
+        response = await client.post(
+            url + "/", content=b"cb", headers={"X-Faas-Flow-Callback-Url": cb_url + "/cb"}
+        )
         rid = response.headers["X-Faas-Flow-Reqid"]
         await asyncio.wait_for(receiver.arrived.wait(), 20)
         assert len(receiver.calls) == 3  # two refusals, then accepted; nothing after
@@ -270,10 +290,13 @@ async def test_callbacks_on_success_and_failure_with_retries(
         assert headers["x-faas-flow-status"] == "success"
 
     failing = Receiver()
-    async with serving(failing.app) as cb_url, \
-            serving(local_app(chain_with(fail=True), tmp_path / "f")) as url:
-        response = await client.post(url + "/", content=b"cb",
-                                     headers={"X-Faas-Flow-Callback-Url": cb_url + "/cb"})
+    async with (
+        serving(failing.app) as cb_url,
+        serving(local_app(chain_with(fail=True), tmp_path / "f")) as url,
+    ):
+        response = await client.post(
+            url + "/", content=b"cb", headers={"X-Faas-Flow-Callback-Url": cb_url + "/cb"}
+        )
         await asyncio.wait_for(failing.arrived.wait(), 20)
         headers, body = failing.calls[0]
         assert headers["x-faas-flow-status"] == "failure"
