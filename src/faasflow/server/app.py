@@ -87,8 +87,9 @@ def create_app(
         config: names, secrets and limits (see :mod:`faasflow.config`).
         engine: an engine to serve; by default one is built from ``config`` with the
             OpenFaaS transport (hops through ``config.gateway``, signed).
-        engine_options: extra :class:`~faasflow.embedded.Engine` arguments for the
-            default engine (``functions``, ``functions_dir``, ``concurrency``...).
+        engine_options: :class:`~faasflow.embedded.Engine` arguments for the default
+            engine (``functions``, ``functions_dir``, ``state_store``, ``data_store``...);
+            they win over ``config``.
 
     Raises:
         ConfigurationError: no ``faasflow-hmac-secret`` for the gateway transport.
@@ -97,15 +98,13 @@ def create_app(
         transport = OpenFaaSTransport(
             gateway=config.gateway, flow_name=config.flow_name, secret=config.hmac_secret or b""
         )
-        engine = Engine(
-            define,
-            flow_name=config.flow_name,
-            gateway=config.gateway,
-            state_store=config.state_url,
-            data_store=config.data_url,
-            transport=transport,
+        options: dict[str, Any] = {
+            "gateway": config.gateway,
+            "state_store": config.state_url,
+            "data_store": config.data_url,
             **(engine_options or {}),
-        )
+        }
+        engine = Engine(define, flow_name=config.flow_name, transport=transport, **options)
     server = _FlowServer(engine, config)
 
     @contextlib.asynccontextmanager
