@@ -141,6 +141,11 @@ class _FlowServer:
         self._sync = self.engine.describe().is_sync  # a bad definition fails start-up
         self.engine.executor.end_listeners.append(self.callbacks.on_end)
         await self.engine.start()
+        # A restarted server picks up the requests its previous process left running.
+        recovered = await self.engine.recover()
+        if recovered:
+            log.warning("recovered %d interrupted request(s): %s", len(recovered),
+                        ", ".join(recovered))
 
     async def close(self) -> None:
         await self.engine.close()
