@@ -293,41 +293,56 @@ class Executor:
             return key in self._inflight
         return owner_alive(owner)
 
-    async def _run_task(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
-        rid, path = hop.request_id, hop.path
-        key = keys.node_record(rid, path)
+    async def _step(
+        self,
+        live: _Live,
+        hop: Hop,
+        key: str,
+        event: str,
+        work: Callable[[bytes], Awaitable[dict[str, Any]]],
+        plan: Callable[[dict[str, Any]], list[Action]],
+    ) -> None:
+        """Claim the record at ``key``, run ``work`` (which returns the done record) unless
+        the step already finished, then settle: what every kind of hop shares."""
         done, claimed = await self._claim(key, hop)
         if done is None and claimed is None:
             return
         if done is None:
             assert claimed is not None
             attempt = loads(claimed)["attempt"]
-            self._emit(rid, path, "started", attempt=attempt)
-            token = current_node.set(path)
+            self._emit(hop.request_id, hop.path, "started", attempt=attempt)
+            token = current_node.set(hop.path)
             try:
-                data_in, single_ref = await self._input(live, hop, node)
-                output, calls = await run_operations(
-                    node.operations,
-                    data_in,
-                    node=path,
-                    request_id=rid,
-                    caller=self.caller,
-                    default_timeout=self.settings.default_timeout,
-                )
-                exec_token = new_token()
-                if not node.operations and single_ref is not None:
-                    ref = single_ref  # a pass-through node stores nothing new
-                else:
-                    ref = keys.node_output(rid, path, exec_token)
-                    await self.data.put(ref, output)
-                forwarded = await self._forward(rid, path, node, output, exec_token)
+                done = await work(claimed)
             except NodeError as exc:
                 exc.attempt = max(exc.attempt, attempt)
                 await self._fail(live, hop, key, claimed, exc)
                 return
             finally:
                 current_node.reset(token)
-            done = self._done_record(
+        await self._settle(live, hop, key, claimed, done, event, plan)
+
+    async def _run_task(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
+        rid, path = hop.request_id, hop.path
+
+        async def work(claimed: bytes) -> dict[str, Any]:
+            data_in, single_ref = await self._input(live, hop, node)
+            output, calls = await run_operations(
+                node.operations,
+                data_in,
+                node=path,
+                request_id=rid,
+                caller=self.caller,
+                default_timeout=self.settings.default_timeout,
+            )
+            token = new_token()
+            if not node.operations and single_ref is not None:
+                ref = single_ref  # a pass-through node stores nothing new
+            else:
+                ref = keys.node_output(rid, path, token)
+                await self.data.put(ref, output)
+            forwarded = await self._forward(rid, path, node, output, token)
+            return self._done_record(
                 claimed,
                 ref=ref,
                 forwarded=forwarded,
@@ -335,7 +350,10 @@ class Executor:
                 size_out=len(output),
                 calls=calls,
             )
-        await self._settle(live, hop, key, claimed, done, "finished", self._after(live, path, node))
+
+        await self._step(
+            live, hop, keys.node_record(rid, path), "finished", work, self._after(live, path, node)
+        )
 
     def _after(
         self, live: _Live, path: str, node: NodeSpec
@@ -441,23 +459,15 @@ class Executor:
 
     async def _run_expand(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path
-        key = keys.expand_record(rid, path)
-        done, claimed = await self._claim(key, hop)
-        if done is None and claimed is None:
-            return
-        if done is None:
-            assert claimed is not None
-            token = current_node.set(path)
-            try:
-                data_in, input_ref = await self._input(live, hop, node)
-                chosen = await self._choose(rid, path, node, data_in, input_ref)
-            except NodeError as exc:
-                await self._fail(live, hop, key, claimed, exc)
-                return
-            finally:
-                current_node.reset(token)
-            done = self._done_record(
-                claimed, ref=input_ref or "", forwarded={}, branches=[[k, r] for k, r in chosen],
+
+        async def work(claimed: bytes) -> dict[str, Any]:
+            data_in, input_ref = await self._input(live, hop, node)
+            chosen = await self._choose(rid, path, node, data_in, input_ref)
+            return self._done_record(
+                claimed,
+                ref=input_ref or "",
+                forwarded={},
+                branches=[[k, r] for k, r in chosen],
                 size_in=len(data_in),
             )
 
@@ -465,7 +475,7 @@ class Executor:
             branches = [(k, r or None) for k, r in record["branches"]]
             return live.planner.expand(live.base, path, branches)
 
-        await self._settle(live, hop, key, claimed, done, "expanded", plan)
+        await self._step(live, hop, keys.expand_record(rid, path), "expanded", work, plan)
 
     async def _choose(
         self, rid: str, path: str, node: NodeSpec, data: bytes, input_ref: str | None
@@ -510,35 +520,28 @@ class Executor:
 
     async def _run_collect(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path
-        key = keys.node_record(rid, path)
-        done, claimed = await self._claim(key, hop)
-        if done is None and claimed is None:
-            return
-        if done is None:
-            token = current_node.set(path)
-            try:
-                expansion = loads(await self._must(keys.expand_record(rid, path)))
-                members = await self.state.set_members(keys.branch_set(rid, path))
-                finished = dict(split_member(m) for m in members)
-                results = {k: await self._read(finished[k], path) for k, _ in expansion["branches"]}
-                output = (
-                    await run_user(node.aggregator, results, node=path, what="aggregator")
-                    if node.aggregator is not None
-                    else b""
-                )
-                exec_token = new_token()
-                ref = keys.node_output(rid, path, exec_token)
-                await self.data.put(ref, output)
-                forwarded = await self._forward(rid, path, node, output, exec_token)
-            except NodeError as exc:
-                await self._fail(live, hop, key, claimed, exc)
-                return
-            finally:
-                current_node.reset(token)
-            done = self._done_record(
+
+        async def work(claimed: bytes) -> dict[str, Any]:
+            expansion = loads(await self._must(keys.expand_record(rid, path)))
+            members = await self.state.set_members(keys.branch_set(rid, path))
+            finished = dict(split_member(m) for m in members)
+            results = {k: await self._read(finished[k], path) for k, _ in expansion["branches"]}
+            output = (
+                await run_user(node.aggregator, results, node=path, what="aggregator")
+                if node.aggregator is not None
+                else b""
+            )
+            token = new_token()
+            ref = keys.node_output(rid, path, token)
+            await self.data.put(ref, output)
+            forwarded = await self._forward(rid, path, node, output, token)
+            return self._done_record(
                 claimed, ref=ref, forwarded=forwarded, size_out=len(output), branches=len(results)
             )
-        await self._settle(live, hop, key, claimed, done, "finished", self._after(live, path, node))
+
+        await self._step(
+            live, hop, keys.node_record(rid, path), "finished", work, self._after(live, path, node)
+        )
 
     async def _must(self, key: str) -> bytes:
         raw = await self.state.get(key)
@@ -670,16 +673,24 @@ class Executor:
         failed = {**previous, "state": "failed", "finished": time.time(), "error": str(error)}
         failed.pop("owner", None)
         await self.state.compare_and_set(key, claimed, dumps(failed))
-        await self._history(
-            rid, "node", error.node, "failed", attempt=error.attempt, error=str(error)
-        )
-        if hop is not None:
-            # The failed hop waits in the held set: redrive sends it again.
-            await self.hops.hold(hop)
+        # The request's status first: if the store fails after it, the request is still
+        # on record as failed, and redrive resends a hop left pending instead of held.
         info = {"node": error.node, "attempt": error.attempt, "cause": str(error)}
         record = await self._set_status(rid, (RUNNING, PAUSED), FAILED, error=info)
-        if record is None:
-            return
+        try:
+            await self._history(
+                rid, "node", error.node, "failed", attempt=error.attempt, error=str(error)
+            )
+            if hop is not None:
+                # The failed hop waits among the held ones: redrive sends it again.
+                await self.hops.hold(hop)
+        finally:
+            if record is not None:
+                await self._failed(live, record, error)
+
+    async def _failed(self, live: _Live, record: dict[str, Any], error: NodeError) -> None:
+        """The request just failed because of ``error``: hooks, waiters, end listeners."""
+        rid = live.base.request_id
         exc = RequestFailedError(
             f"request {rid} failed at node {error.node!r} (attempt {error.attempt}): {error}",
             request_id=rid,
@@ -794,11 +805,13 @@ class Executor:
         """A hop kept failing outside user code (a store that went away): fail its request
         with that cause; if even that cannot be recorded, waiters get the store error."""
         rid = hop.request_id
-        failure = NodeError(f"the engine could not run this node: {error}", node=hop.path,
-                            attempt=1)
+        failure = NodeError(
+            f"the engine could not run this node: {error}", node=hop.path, attempt=1
+        )
         try:
-            await self._fail(self.live(rid, hop.query), hop, keys.node_record(rid, hop.path),
-                             None, failure)
+            await self._fail(
+                self.live(rid, hop.query), hop, keys.node_record(rid, hop.path), None, failure
+            )
         except FaasFlowError as exc:
             self._resolve(rid, exc)
             raise
