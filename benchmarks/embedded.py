@@ -531,15 +531,28 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _load(value: Any) -> str:
+    """1-minute load average(s): one run's triple, or one triple per combined run."""
+    if not value:
+        return "?"
+    if isinstance(value[0], int | float):
+        return f"{value[0]:.2f}"
+    return " / ".join(_load(v) for v in value)
+
+
 def print_report(meta: dict[str, Any], chain: Table, fanout: Table) -> None:
+    revision = meta.get("revisions") or meta.get("revision")
     print(
-        f"python {meta['python']}  faasflow {meta['faasflow']} ({meta.get('revision')})  "
-        f"dask {meta['dask']}  "
-        f"sqlite {meta['sqlite']}  cpus {meta['cpu_count']}  {meta['platform']}"
+        f"python {meta['python']}  faasflow {meta['faasflow']} ({revision})  "
+        f"dask {meta['dask']}  sqlite {meta['sqlite']}  cpus {meta['cpu_count']}  "
+        f"{meta['platform']}"
     )
-    print(f"load average at start {meta.get('loadavg_start')}, at end {meta.get('loadavg_end')}")
+    print(
+        f"1-min load average at start {_load(meta.get('loadavg_start'))}, "
+        f"at end {_load(meta.get('loadavg_end'))}"
+    )
     if "runs" in meta:
-        print(f"median of medians over {meta['runs']} runs")
+        print(f"median of medians (and of p95s) over {meta['runs']} runs")
     print()
     print(chain_report(chain))
     print()
@@ -598,6 +611,7 @@ def combine(paths: Sequence[Path]) -> tuple[dict[str, Any], dict[str, Table]]:
                 )
     meta = dict(docs[0]["meta"])
     meta["runs"] = len(docs)
+    meta["revisions"] = ", ".join(d["meta"].get("revision", "?") for d in docs)
     meta["loadavg_start"] = [d["meta"].get("loadavg_start") for d in docs]
     meta["loadavg_end"] = [d["meta"].get("loadavg_end") for d in docs]
     return meta, merged

@@ -73,7 +73,9 @@ def server_config(
     mount = Path(env.get("secret_mount_path", DEFAULT_SECRETS))
     flow_name = str(given.pop("flow_name", env.get("flow_name", "")))
     if not flow_name:
-        raise ConfigurationError("flow_name: set the flow's name (environment or --name)")
+        raise ConfigurationError(
+            "flow_name: set the flow's name (environment variable flow_name, or serve --name)"
+        )
     secret = read_secret(HMAC_SECRET, mount, env)
     values: dict[str, object] = {
         "flow_name": flow_name,

@@ -37,6 +37,7 @@ from faasflow.engine.records import (
     owner_alive,
 )
 from faasflow.errors import (
+    ConfigurationError,
     FaasFlowError,
     RequestError,
     RequestFailedError,
@@ -78,7 +79,14 @@ def default_store_url() -> str:
     if configured:
         return configured
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "faasflow"
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"FAASFLOW_STORE: no store URL is set and the default folder {cache} cannot be "
+            f"created ({exc.strerror}); set FAASFLOW_STORE (or faasflow_state for the flow "
+            "server), e.g. sqlite:////tmp/faasflow.db"
+        ) from exc
     return f"sqlite:///{cache / 'faasflow.db'}"
 
 

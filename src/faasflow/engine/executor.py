@@ -20,7 +20,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from faasflow.callables import call_user
@@ -428,9 +428,7 @@ class Executor:
             actions = plan(done)
             own = Delete(keys.pending(rid, f"{hop.kind}:{hop.path}"))
             if all(isinstance(a, Send) for a in actions):
-                sends = [
-                    replace(a.hop, sent_at=time.time()) for a in actions if isinstance(a, Send)
-                ]
+                sends = [a.hop for a in actions if isinstance(a, Send)]
                 writes: list[WriteOp] = [
                     Put(key, dumps(done)),
                     Append(keys.history(rid), dumps(entry)),
@@ -559,7 +557,7 @@ class Executor:
         sends: list[Hop] = []
         for action in actions:
             if isinstance(action, Send):
-                sends.append(replace(action.hop, sent_at=time.time()))
+                sends.append(action.hop)
             elif isinstance(action, Join):
                 count = await self.state.add_to_set(action.key, action.member)
                 expected = action.expected
@@ -593,7 +591,9 @@ class Executor:
             members = await self.state.set_members(keys.join_set(rid, then.path))
             return planner.fire_node(live.base, then.path, members)
         if isinstance(then, FireCollect):
-            return [Send(Hop(rid, self.flow_name, then.path, "collect", query=live.base.query))]
+            collect = Hop(rid, self.flow_name, then.path, "collect", query=live.base.query,
+                          sent_at=time.time(), trace=live.base.trace)
+            return [Send(collect)]
         ref = then.ref
         if ref is None:
             output_key = keys.node_record(rid, planner.output_path(then.prefix))

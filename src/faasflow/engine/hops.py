@@ -29,7 +29,8 @@ class Hop:
         inputs: ordered ``(name, data_ref)`` pairs: ``("", ref)`` for a single input,
             parent ids for a join; empty when no data flows in.
         query: the request's original query string.
-        sent_at: when the hop was made (epoch seconds); signed, so stale hops can be refused.
+        sent_at: when the hop was made (epoch seconds); signed, so stale hops can be
+            refused. Not part of the step's identity: deliveries of one step compare equal.
         trace: the W3C ``traceparent`` of the span that sent the hop, if tracing.
     """
 
@@ -39,7 +40,7 @@ class Hop:
     kind: HopKind = "node"
     inputs: tuple[tuple[str, str], ...] = ()
     query: str = ""
-    sent_at: float = 0.0
+    sent_at: float = field(default=0.0, compare=False)
     trace: str | None = field(default=None, compare=False)
 
     @property

@@ -8,6 +8,7 @@ redelivered parent is counted once and a join fires when the set is complete.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from faasflow.dsl.spec import (
@@ -212,5 +213,6 @@ def _hop(base: Hop, path: str, kind: str, inputs: tuple[tuple[str, str], ...]) -
         kind="collect" if kind == "collect" else "node",
         inputs=inputs,
         query=base.query,
+        sent_at=time.time(),
         trace=base.trace,
     )

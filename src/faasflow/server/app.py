@@ -43,6 +43,7 @@ from faasflow.errors import (
     RequestError,
     RequestFailedError,
     RequestStateError,
+    TransportError,
     UnknownRequestError,
 )
 from faasflow.server.callbacks import CallbackSender
@@ -192,6 +193,10 @@ class _FlowServer:
             return PlainTextResponse(f"{exc}\n", status_code=409)
         except FlowDefinitionError as exc:
             return PlainTextResponse(f"flow definition error: {exc}\n", status_code=500)
+        except TransportError as exc:
+            # The request is on record with its hop pending: the sweeper fails it if the
+            # gateway stays away, and redrive sends the hop again.
+            return PlainTextResponse(f"{exc}\n", status_code=503)
         assert isinstance(result, Response)
         return result
 

@@ -15,12 +15,31 @@ from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
 _Value = bytes | dict[str, None] | list[bytes]
 
 
+def _folders(key: str) -> list[str]:
+    """Every ``/``-terminated prefix of ``key``: ``"r/x/n/a"`` → ``["r/", "r/x/", "r/x/n/"]``."""
+    found = []
+    cut = key.find("/")
+    while cut != -1:
+        found.append(key[: cut + 1])
+        cut = key.find("/", cut + 1)
+    return found
+
+
 class _ExpiringDict:
-    """A dict whose entries may carry a deadline; expired entries read as absent."""
+    """A dict whose entries may carry a deadline; expired entries read as absent.
+
+    Keys are indexed by each of their ``/``-terminated prefixes, so that prefix reads
+    and deletes cost the size of the prefix's subtree, not of the whole store; expired
+    entries nobody reads are purged every few seconds.
+    """
+
+    PURGE_EVERY = 5.0
 
     def __init__(self) -> None:
         self.items: dict[str, _Value] = {}
         self.deadlines: dict[str, float] = {}
+        self.folders: dict[str, set[str]] = {}
+        self._next_purge = time.monotonic() + self.PURGE_EVERY
 
     def live(self, key: str) -> _Value | None:
         deadline = self.deadlines.get(key)
@@ -30,11 +49,15 @@ class _ExpiringDict:
         return self.items.get(key)
 
     def put(self, key: str, value: _Value, ttl: float | None) -> None:
+        if key not in self.items:
+            for folder in _folders(key):
+                self.folders.setdefault(folder, set()).add(key)
         self.items[key] = value
         if ttl is None:
             self.deadlines.pop(key, None)
         else:
             self.deadlines[key] = time.monotonic() + ttl
+        self._maybe_purge()
 
     def touch(self, key: str, ttl: float | None) -> None:
         if ttl is not None:
@@ -42,10 +65,27 @@ class _ExpiringDict:
 
     def drop(self, key: str) -> bool:
         self.deadlines.pop(key, None)
-        return self.items.pop(key, None) is not None
+        if self.items.pop(key, None) is None:
+            return False
+        for folder in _folders(key):
+            members = self.folders.get(folder)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self.folders[folder]
+        return True
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        """The stored keys (live or not yet purged) that start with ``prefix``."""
+        cut = prefix.rfind("/")
+        if cut == -1:
+            candidates: set[str] | dict[str, _Value] = self.items
+        else:
+            candidates = self.folders.get(prefix[: cut + 1], set())
+        return [key for key in candidates if key.startswith(prefix)]
 
     def drop_prefix(self, prefix: str) -> int:
-        doomed = [key for key in self.items if key.startswith(prefix)]
+        doomed = self.with_prefix(prefix)
         live = sum(self.live(key) is not None for key in doomed)
         for key in doomed:
             self.drop(key)
@@ -54,6 +94,14 @@ class _ExpiringDict:
     def expire(self, key: str, ttl: float) -> None:
         if self.live(key) is not None:
             self.deadlines[key] = time.monotonic() + ttl
+
+    def _maybe_purge(self) -> None:
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.PURGE_EVERY
+        for key in [k for k, deadline in self.deadlines.items() if deadline <= now]:
+            self.drop(key)
 
 
 class MemoryStateStore(StateStore):
@@ -102,9 +150,7 @@ class MemoryStateStore(StateStore):
 
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
         found = sorted(
-            key
-            for key in list(self._values.items)
-            if key.startswith(prefix) and self._values.live(key) is not None
+            key for key in self._values.with_prefix(prefix) if self._values.live(key) is not None
         )
         return found if limit is None else found[:limit]
 
