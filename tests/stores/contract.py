@@ -50,6 +50,9 @@ class StateStoreContract:
     """Tests of :class:`StateStore`; subclasses provide the ``state_store`` fixture."""
 
     short_ttl = 0.05
+    pair_ttl = 0.3
+    """For tests whose second operation must land before the first one's deadline: long
+    enough that a loaded machine does not miss it, short enough to wait out."""
 
     async def expires(self, check: Callable[[], Awaitable[bool]]) -> bool:
         """Whether ``check`` (true once the key reads as gone) turns true in time."""
@@ -486,9 +489,10 @@ class StateStoreContract:
         assert await state_store.get("k") == b"v2"
 
     async def test_set_ttl(self, state_store: StateStore) -> None:
-        await state_store.add_to_set("s", "a", ttl=self.short_ttl)
+        await state_store.add_to_set("s", "a", ttl=self.pair_ttl)
         await state_store.add_to_set("s", "b")  # no ttl: the set keeps its deadline
         await state_store.add_to_set("keep", "a", ttl=LONG_TTL)
+        await wait_past(self.pair_ttl)
         assert await self.expires(lambda: _equals(state_store.set_members("s"), []))
         assert await state_store.remove_from_set("s", "a") is False
         assert await state_store.add_to_set("s", "c") == 1
@@ -496,9 +500,9 @@ class StateStoreContract:
         assert await state_store.set_members("keep") == ["a"]
 
     async def test_set_ttl_refreshed_by_add(self, state_store: StateStore) -> None:
-        await state_store.add_to_set("s", "a", ttl=self.short_ttl)
+        await state_store.add_to_set("s", "a", ttl=self.pair_ttl)
         await state_store.add_to_set("s", "b", ttl=LONG_TTL)
-        await wait_past(self.short_ttl)
+        await wait_past(self.pair_ttl)
         assert await state_store.set_members("s") == ["a", "b"]
 
     async def test_expired_set_starts_again(self, state_store: StateStore) -> None:
@@ -510,18 +514,19 @@ class StateStoreContract:
         assert await state_store.set_members("s") == ["b", "a"]
 
     async def test_list_ttl(self, state_store: StateStore) -> None:
-        await state_store.append("l", b"a", ttl=self.short_ttl)
+        await state_store.append("l", b"a", ttl=self.pair_ttl)
         await state_store.append("l", b"b")  # no ttl: the list keeps its deadline
         await state_store.append("keep", b"a", ttl=LONG_TTL)
+        await wait_past(self.pair_ttl)
         assert await self.expires(lambda: _equals(state_store.read_list("l"), []))
         await state_store.append("l", b"c")
         assert await state_store.read_list("l") == [b"c"]
         assert await state_store.read_list("keep") == [b"a"]
 
     async def test_list_ttl_refreshed_by_append(self, state_store: StateStore) -> None:
-        await state_store.append("l", b"a", ttl=self.short_ttl)
+        await state_store.append("l", b"a", ttl=self.pair_ttl)
         await state_store.append("l", b"b", ttl=LONG_TTL)
-        await wait_past(self.short_ttl)
+        await wait_past(self.pair_ttl)
         assert await state_store.read_list("l") == [b"a", b"b"]
 
     async def test_expired_counter_starts_from_zero(self, state_store: StateStore) -> None:
@@ -604,6 +609,9 @@ class DataStoreContract:
     """Tests of :class:`DataStore`; subclasses provide the ``data_store`` fixture."""
 
     short_ttl = 0.05
+    pair_ttl = 0.3
+    """For tests whose second operation must land before the first one's deadline: long
+    enough that a loaded machine does not miss it, short enough to wait out."""
 
     async def expires(self, check: Callable[[], Awaitable[bool]]) -> bool:
         return await eventually(check, self.short_ttl + EXPIRY_GRACE)

@@ -1,4 +1,4 @@
-"""The ``faasflow`` command: ``faasflow run``, ``faasflow graph``, ``faasflow --version``.
+"""The ``faasflow`` command: ``run``, ``graph``, ``serve``, ``gateway``, ``new``, ``--version``.
 
 Exit statuses, the same for every subcommand: 0 success; 1 the request (or an external
 program) failed; 2 a bad argument, flow file or flow definition; 3 a needed program is
@@ -13,8 +13,9 @@ import os
 import sys
 
 from faasflow import __version__
-from faasflow.cli import graph, run, serve
+from faasflow.cli import graph, new, run, serve
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE
+from faasflow.gateway import cli as gateway_cli
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(subparsers)
     graph.add_parser(subparsers)
     serve.add_parser(subparsers)
+    new.add_parser(subparsers)
+    gateway_cli.add_parser(subparsers)
     return parser
 
 
