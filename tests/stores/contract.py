@@ -247,6 +247,15 @@ class StateStoreContract:
         )
         assert await state_store.keys("zzz") == []
 
+    async def test_keys_at_every_depth(self, state_store: StateStore) -> None:
+        stored = ["a/b/c/d/e", "a/b/c/d/f", "a/b/c/x", "a/b/y", "a/z", "q"]
+        for key in stored:
+            await state_store.set(key, b"1")
+        for prefix in ["", "a", "a/", "a/b/c/d/", "a/b/c/d/e", "a/b/c/", "a/b/c", "q", "zz/"]:
+            assert await state_store.keys(prefix) == [k for k in stored if k.startswith(prefix)]
+        assert await state_store.delete_prefix("a/b/c/d/") == 2
+        assert await state_store.keys("a/b/") == ["a/b/c/x", "a/b/y"]
+
     async def test_keys_limit(self, state_store: StateStore) -> None:
         for i in range(10):
             await state_store.set(f"p/{i:02d}", b"v")

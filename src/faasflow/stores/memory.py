@@ -15,11 +15,17 @@ from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
 _Value = bytes | dict[str, None] | list[bytes]
 
 
+_DEPTH = 3
+"""How many leading ``/``-terminated prefixes of a key are indexed: enough for every
+prefix the engine asks for (``r/ID/``, ``r/ID/n/``, ``ID/``, ``f/FLOW/``)."""
+
+
 def _folders(key: str) -> list[str]:
-    """Every ``/``-terminated prefix of ``key``: ``"r/x/n/a"`` → ``["r/", "r/x/", "r/x/n/"]``."""
+    """The first ``/``-terminated prefixes of ``key``: ``"r/x/n/a/b"`` → ``["r/", "r/x/",
+    "r/x/n/"]``."""
     found = []
     cut = key.find("/")
-    while cut != -1:
+    while cut != -1 and len(found) < _DEPTH:
         found.append(key[: cut + 1])
         cut = key.find("/", cut + 1)
     return found
@@ -77,11 +83,11 @@ class _ExpiringDict:
 
     def with_prefix(self, prefix: str) -> list[str]:
         """The stored keys (live or not yet purged) that start with ``prefix``."""
-        cut = prefix.rfind("/")
-        if cut == -1:
+        folders = _folders(prefix)
+        if not folders:
             candidates: set[str] | dict[str, _Value] = self.items
         else:
-            candidates = self.folders.get(prefix[: cut + 1], set())
+            candidates = self.folders.get(folders[-1], set())
         return [key for key in candidates if key.startswith(prefix)]
 
     def drop_prefix(self, prefix: str) -> int:
