@@ -24,7 +24,8 @@ from faasflow.dsl.spec import FlowSpec
 from faasflow.engine import keys
 from faasflow.engine.context import Context
 from faasflow.engine.definition import Define, build_flow
-from faasflow.engine.executor import Executor, Settings
+from faasflow.engine.executor import Executor
+from faasflow.engine.lifecycle import Settings
 from faasflow.engine.records import (
     FAILED,
     PAUSED,

@@ -100,8 +100,9 @@ class Context:
 
     async def aset(self, key: str, value: Any) -> None:
         """:meth:`set` for ``async def`` callables."""
-        await self._store().put(keys.context_value(self.request_id, _check_key(key)),
-                                encode_value(value))
+        await self._store().put(
+            keys.context_value(self.request_id, _check_key(key)), encode_value(value)
+        )
 
     async def aget(self, key: str, default: Any = None) -> Any:
         """:meth:`get` for ``async def`` callables."""

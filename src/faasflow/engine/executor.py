@@ -18,18 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from faasflow.callables import call_user
-from faasflow.dsl.spec import FlowSpec, NodeSpec
+from faasflow.dsl.spec import NodeSpec
 from faasflow.engine import keys
-from faasflow.engine.context import Context, current_node
-from faasflow.engine.definition import Define, build_flow
-from faasflow.engine.hopbook import HopBook
+from faasflow.engine.context import current_node
+from faasflow.engine.definition import Define
 from faasflow.engine.hops import Hop
+from faasflow.engine.lifecycle import Lifecycle, LiveRequest, Settings
 from faasflow.engine.operations import Caller, run_operations, run_user
 from faasflow.engine.planner import (
     Action,
@@ -38,23 +36,17 @@ from faasflow.engine.planner import (
     FireCollect,
     FireNode,
     Join,
-    Planner,
     Send,
     SubdagDone,
     split_member,
 )
 from faasflow.engine.records import (
-    FAILED,
     FINISHED,
-    PAUSED,
     RUNNING,
-    STOPPED,
-    SUCCEEDED,
     dumps,
     loads,
     new_token,
     owner_alive,
-    process_owner,
     request_record,
 )
 from faasflow.errors import (
@@ -62,8 +54,6 @@ from faasflow.errors import (
     FaasFlowError,
     NodeError,
     OperationError,
-    RequestFailedError,
-    RequestStoppedError,
     StoreError,
 )
 from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
@@ -72,53 +62,7 @@ from faasflow.transports.base import Transport
 log = logging.getLogger("faasflow.engine")
 
 
-_LIVE_CACHE = 10_000
-
-
-@dataclass
-class Settings:
-    """Engine knobs, all with defaults that suit an embedded run."""
-
-    default_timeout: float = 30.0
-    """Seconds a function call may take when its operation sets no timeout."""
-    result_ttl: float = 7 * 24 * 3600.0
-    """How long a finished request's record, history and result are kept."""
-
-
-@dataclass(frozen=True)
-class RequestEnd:
-    """What end listeners get: how a request ended.
-
-    Attributes:
-        request_id: the request.
-        flow: the flow's name.
-        status: ``succeeded``, ``failed`` or ``stopped``.
-        record: the request record as it was written at the end.
-        result: the output, for a succeeded request.
-        error: why it ended, otherwise.
-    """
-
-    request_id: str
-    flow: str
-    status: str
-    record: dict[str, Any]
-    result: bytes | None = None
-    error: RequestFailedError | None = None
-
-
-@dataclass
-class _Live:
-    """What this process knows of one request it is working on."""
-
-    spec: FlowSpec
-    planner: Planner
-    context: Context
-    base: Hop
-    branch_counts: dict[str, int] = field(default_factory=dict)
-    """Dynamic node path → how many branches it started (read once, not per branch)."""
-
-
-class Executor:
+class Executor(Lifecycle):
     """Runs the requests of one flow through the three ports."""
 
     def __init__(
@@ -132,52 +76,13 @@ class Executor:
         caller: Caller,
         settings: Settings | None = None,
     ) -> None:
-        self.flow_name = flow_name
-        self.define = define
-        self.state = state
-        self.data = data
+        super().__init__(
+            flow_name=flow_name, define=define, state=state, data=data, settings=settings
+        )
         self.transport = transport
         self.caller = caller
-        self.settings = settings or Settings()
-        self.owner = process_owner()
-        self.hops = HopBook(state)
         self._inflight: set[str] = set()
         """Record keys of the steps this process is running now."""
-        self._live: OrderedDict[str, _Live] = OrderedDict()
-        self._waiters: dict[str, list[asyncio.Future[bytes]]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.end_listeners: list[Callable[[RequestEnd], Awaitable[None]]] = []
-        """Awaited once per request end, in the process that recorded the end."""
-        self.listeners: list[Callable[[dict[str, Any]], None]] = []
-        """Called with every history event, plus ``started`` events that are not stored."""
-
-    # -- building a request's flow ---------------------------------------------------
-    def build(self, context: Context) -> FlowSpec:
-        """Call ``define`` for ``context`` and validate what it built."""
-        return build_flow(self.define, context)
-
-    def _context(self, rid: str, query: str) -> Context:
-        return Context(
-            request_id=rid,
-            flow_name=self.flow_name,
-            query_string=query,
-            data_store=self.data,
-            loop=self._loop or asyncio.get_running_loop(),
-        )
-
-    def live(self, rid: str, query: str) -> _Live:
-        """This process's view of request ``rid`` (``define`` runs once per request)."""
-        found = self._live.get(rid)
-        if found is not None:
-            self._live.move_to_end(rid)
-            return found
-        context = self._context(rid, query)
-        spec = self.build(context)
-        found = _Live(spec, Planner(spec), context, Hop(rid, self.flow_name, "", query=query))
-        self._live[rid] = found
-        if len(self._live) > _LIVE_CACHE:
-            self._live.popitem(last=False)
-        return found
 
     # -- starting requests --------------------------------------------------------
     async def submit(
@@ -295,7 +200,7 @@ class Executor:
 
     async def _step(
         self,
-        live: _Live,
+        live: LiveRequest,
         hop: Hop,
         key: str,
         event: str,
@@ -322,7 +227,7 @@ class Executor:
                 current_node.reset(token)
         await self._settle(live, hop, key, claimed, done, event, plan)
 
-    async def _run_task(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
+    async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path
 
         async def work(claimed: bytes) -> dict[str, Any]:
@@ -356,11 +261,11 @@ class Executor:
         )
 
     def _after(
-        self, live: _Live, path: str, node: NodeSpec
+        self, live: LiveRequest, path: str, node: NodeSpec
     ) -> Callable[[dict[str, Any]], list[Action]]:
         return lambda done: live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
 
-    async def _input(self, live: _Live, hop: Hop, node: NodeSpec) -> tuple[bytes, str | None]:
+    async def _input(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> tuple[bytes, str | None]:
         """The node's input and, when it is one stored value, that value's ref."""
         if not hop.inputs:
             return b"", None
@@ -369,12 +274,6 @@ class Executor:
             return await run_user(node.aggregator, values, node=hop.path, what="aggregator"), None
         ((name, ref),) = hop.inputs
         return values[name], ref
-
-    async def _read(self, ref: str, path: str) -> bytes:
-        data = await self.data.get(ref)
-        if data is None:
-            raise OperationError(f"input data {ref!r} is missing (expired or deleted)", node=path)
-        return data
 
     async def _forward(
         self, rid: str, path: str, node: NodeSpec, output: bytes, token: str
@@ -407,7 +306,7 @@ class Executor:
 
     async def _settle(
         self,
-        live: _Live,
+        live: LiveRequest,
         hop: Hop,
         key: str,
         claimed: bytes | None,
@@ -455,7 +354,7 @@ class Executor:
         await self._carry_out(live, plan(done))
         await self.hops.clear_pending(hop)
 
-    async def _run_expand(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
+    async def _run_expand(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path
 
         async def work(claimed: bytes) -> dict[str, Any]:
@@ -516,7 +415,7 @@ class Executor:
             chosen.append((item_key, ref))
         return chosen
 
-    async def _run_collect(self, live: _Live, hop: Hop, node: NodeSpec) -> None:
+    async def _run_collect(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path
 
         async def work(claimed: bytes) -> dict[str, Any]:
@@ -550,7 +449,7 @@ class Executor:
     # -- carrying out the planner's actions ----------------------------------------
     async def _carry_out(
         self,
-        live: _Live,
+        live: LiveRequest,
         actions: list[Action],
         send: Callable[[Hop], Awaitable[None]] | None = None,
     ) -> None:
@@ -577,7 +476,7 @@ class Executor:
         for hop in sends:
             await (send or self.transport.send)(hop)
 
-    async def _branch_count(self, live: _Live, path: str) -> int:
+    async def _branch_count(self, live: LiveRequest, path: str) -> int:
         count = live.branch_counts.get(path)
         if count is None:
             rid = live.base.request_id
@@ -585,14 +484,23 @@ class Executor:
             count = live.branch_counts[path] = len(expansion["branches"])
         return count
 
-    async def _fire(self, live: _Live, then: FireNode | FireCollect | DagDone) -> list[Action]:
+    async def _fire(
+        self, live: LiveRequest, then: FireNode | FireCollect | DagDone
+    ) -> list[Action]:
         rid, planner = live.base.request_id, live.planner
         if isinstance(then, FireNode):
             members = await self.state.set_members(keys.join_set(rid, then.path))
             return planner.fire_node(live.base, then.path, members)
         if isinstance(then, FireCollect):
-            collect = Hop(rid, self.flow_name, then.path, "collect", query=live.base.query,
-                          sent_at=time.time(), trace=live.base.trace)
+            collect = Hop(
+                rid,
+                self.flow_name,
+                then.path,
+                "collect",
+                query=live.base.query,
+                sent_at=time.time(),
+                trace=live.base.trace,
+            )
             return [Send(collect)]
         ref = then.ref
         if ref is None:
@@ -600,7 +508,7 @@ class Executor:
             ref = loads(await self._must(output_key))["ref"]
         return planner.after_dag(live.base, then.prefix, ref)
 
-    async def _subdag_done(self, live: _Live, action: SubdagDone) -> None:
+    async def _subdag_done(self, live: LiveRequest, action: SubdagDone) -> None:
         rid, path = live.base.request_id, action.path
         node = live.spec.resolve(path)
         key = keys.node_record(rid, path)
@@ -631,145 +539,7 @@ class Executor:
             live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
         )
 
-    # -- ends ---------------------------------------------------------------------
-    async def _set_status(
-        self, rid: str, allowed: Iterable[str], status: str, **changes: Any
-    ) -> dict[str, Any] | None:
-        """Move the request to ``status`` if it is in ``allowed``; the new record, or
-        ``None`` when it was not (another caller won, or the state did not allow it)."""
-        allowed = set(allowed)
-        for _ in range(100):
-            raw = await self.state.get(keys.request(rid))
-            if raw is None:
-                return None
-            record = loads(raw)
-            if record["status"] not in allowed:
-                return None
-            record.update(status=status, updated=time.time(), **changes)
-            if await self.state.compare_and_set(keys.request(rid), raw, dumps(record)):
-                return record
-        raise StoreError(f"request {rid!r}: status kept changing under compare-and-set")
-
-    async def _finish(self, live: _Live, ref: str) -> None:
-        rid = live.base.request_id
-        output = await self._read(ref, "")
-        ttl = self.settings.result_ttl
-        await self.data.put(keys.result(rid), output, ttl=ttl)
-        record = await self._set_status(rid, (RUNNING, PAUSED), SUCCEEDED, result_size=len(output))
-        if record is None:
-            return
-        await self._history(rid, "request", "", "succeeded", size=len(output))
-        live.context._state = "success"
-        await self._hook(live.spec.finally_hook, "success", rid)
-        await self._clean(rid, ttl)
-        self._resolve(rid, output)
-        await self._ended(RequestEnd(rid, self.flow_name, SUCCEEDED, record, result=output))
-
-    async def _fail(
-        self, live: _Live, hop: Hop | None, key: str, claimed: bytes | None, error: NodeError
-    ) -> None:
-        rid = live.base.request_id
-        previous = loads(claimed) if claimed else {"attempt": 1}
-        failed = {**previous, "state": "failed", "finished": time.time(), "error": str(error)}
-        failed.pop("owner", None)
-        await self.state.compare_and_set(key, claimed, dumps(failed))
-        # The request's status first: if the store fails after it, the request is still
-        # on record as failed, and redrive resends a hop left pending instead of held.
-        info = {"node": error.node, "attempt": error.attempt, "cause": str(error)}
-        record = await self._set_status(rid, (RUNNING, PAUSED), FAILED, error=info)
-        try:
-            await self._history(
-                rid, "node", error.node, "failed", attempt=error.attempt, error=str(error)
-            )
-            if hop is not None:
-                # The failed hop waits among the held ones: redrive sends it again.
-                await self.hops.hold(hop)
-        finally:
-            if record is not None:
-                await self._failed(live, record, error)
-
-    async def _failed(self, live: _Live, record: dict[str, Any], error: NodeError) -> None:
-        """The request just failed because of ``error``: hooks, waiters, end listeners."""
-        rid = live.base.request_id
-        exc = RequestFailedError(
-            f"request {rid} failed at node {error.node!r} (attempt {error.attempt}): {error}",
-            request_id=rid,
-            node=error.node,
-            attempt=error.attempt,
-            cause=str(error),
-        )
-        exc.__cause__ = error
-        await self._history(rid, "request", "", "failed", error=str(error))
-        await self._end_hooks(live, exc)
-        self._resolve(rid, exc)
-        await self._ended(RequestEnd(rid, self.flow_name, FAILED, record, error=exc))
-
-    async def _end_hooks(self, live: _Live, exc: RequestFailedError) -> None:
-        rid = live.base.request_id
-        live.context._state = "failure"
-        await self._hook(live.spec.failure_hook, exc, rid)
-        await self._hook(live.spec.finally_hook, "failure", rid)
-
-    async def _ended(self, end: RequestEnd) -> None:
-        for listener in self.end_listeners:
-            try:
-                await listener(end)
-            except Exception:
-                log.exception("request %s: end listener failed", end.request_id)
-
-    async def _hook(self, fn: Callable[[Any], Any] | None, arg: Any, rid: str) -> None:
-        if fn is None:
-            return
-        try:
-            await call_user(fn, arg)
-        except Exception:
-            log.exception("request %s: hook %s raised", rid, getattr(fn, "__name__", fn))
-
-    async def _clean(self, rid: str, ttl: float) -> None:
-        """Leave only the record, the history, the index entry and the result, expiring."""
-        await self.state.delete_prefix(keys.request_prefix(rid))
-        await self.data.delete_prefix(keys.data_prefix(rid))
-        await self.state.delete(keys.live_index(self.flow_name, rid))
-        for key in (keys.history(rid), keys.flow_index(self.flow_name, rid)):
-            await self.state.expire(key, ttl)
-        # The record outlives the result, so an expired result reads as expired, not unknown.
-        await self.state.expire(keys.request(rid), 2 * ttl)
-        self._live.pop(rid, None)
-
     # -- control ------------------------------------------------------------------
-    async def stop(self, rid: str) -> bool:
-        """End the request: hooks run once, intermediate state is removed."""
-        record = await self._set_status(rid, (RUNNING, PAUSED, FAILED), STOPPED)
-        if record is None:
-            return False
-        await self._history(rid, "request", "", "stopped")
-        live = self.live(rid, record.get("query", ""))
-        exc = RequestStoppedError(f"request {rid} was stopped", request_id=rid, cause="stopped")
-        if record.get("error") is None:
-            await self._end_hooks(live, exc)
-        await self._clean(rid, self.settings.result_ttl)
-        self._resolve(rid, exc)
-        await self._ended(RequestEnd(rid, self.flow_name, STOPPED, record, error=exc))
-        return True
-
-    async def abandon(self, rid: str, cause: str) -> bool:
-        """Fail a running request that no process is moving forward (a lost hop)."""
-        error = {"node": "", "attempt": 0, "cause": cause}
-        record = await self._set_status(rid, (RUNNING,), FAILED, error=error)
-        if record is None:
-            return False
-        exc = RequestFailedError(f"request {rid} failed: {cause}", request_id=rid, cause=cause)
-        await self._history(rid, "request", "", "failed", error=cause)
-        await self._end_hooks(self.live(rid, record.get("query", "")), exc)
-        self._resolve(rid, exc)
-        await self._ended(RequestEnd(rid, self.flow_name, FAILED, record, error=exc))
-        return True
-
-    async def retire(self, rid: str) -> None:
-        """Drop the intermediate state of a failed request nobody redrove in time."""
-        if await self._set_status(rid, (FAILED,), FAILED, retired=True) is not None:
-            await self._clean(rid, self.settings.result_ttl)
-
     async def release_held(self, rid: str) -> int:
         """Send every held hop once (after resume or redrive); returns how many."""
         sent = 0
@@ -786,21 +556,6 @@ class Executor:
             await self.transport.send(hop)
         return len(hops)
 
-    # -- waiting ------------------------------------------------------------------
-    def waiter(self, rid: str) -> asyncio.Future[bytes]:
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(rid, []).append(future)
-        return future
-
-    def _resolve(self, rid: str, outcome: bytes | BaseException) -> None:
-        for future in self._waiters.pop(rid, []):
-            if future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
     async def undeliverable(self, hop: Hop, error: Exception) -> None:
         """A hop kept failing outside user code (a store that went away): fail its request
         with that cause; if even that cannot be recorded, waiters get the store error."""
@@ -815,44 +570,6 @@ class Executor:
         except FaasFlowError as exc:
             self._resolve(rid, exc)
             raise
-
-    def _history_entry(self, kind: str, path: str, event: str, **details: Any) -> dict[str, Any]:
-        record = details.pop("record", None)
-        entry: dict[str, Any] = {"t": time.time(), "kind": kind, "node": path, "event": event}
-        if record is not None:
-            for name in ("attempt", "started", "finished", "size_in", "size_out", "calls"):
-                if name in record:
-                    entry[name] = record[name]
-            branches = record.get("branches")
-            if branches is not None:
-                entry["branches"] = branches if isinstance(branches, int) else len(branches)
-        entry.update(details)
-        return entry
-
-    async def _history(self, rid: str, kind: str, path: str, event: str, **details: Any) -> None:
-        entry = self._history_entry(kind, path, event, **details)
-        await self.state.append(keys.history(rid), dumps(entry))
-        self._notify(rid, entry)
-
-    def _notify(self, rid: str, entry: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            listener({"request_id": rid, **entry})
-
-    def _emit(self, rid: str, path: str, event: str, **details: Any) -> None:
-        for listener in self.listeners:
-            listener(
-                {
-                    "request_id": rid,
-                    "t": time.time(),
-                    "kind": "node",
-                    "node": path,
-                    "event": event,
-                    **details,
-                }
-            )
-
-    def forget(self, rid: str) -> None:
-        self._live.pop(rid, None)
 
 
 async def _user(fn: Callable[[bytes], Any], data: bytes, path: str, what: str) -> Any:

@@ -44,7 +44,11 @@ async def run_operations(
             data = await run_user(operation.fn, data, node=node, what="modify")
         else:
             data, attempts = await _call(
-                operation, data, node=node, request_id=request_id, caller=caller,
+                operation,
+                data,
+                node=node,
+                request_id=request_id,
+                caller=caller,
                 default_timeout=default_timeout,
             )
             attempts_used = max(attempts_used, attempts)
@@ -58,8 +62,9 @@ async def run_user(fn: object, data: object, *, node: str, what: str) -> bytes:
     except NodeError:
         raise
     except Exception as exc:
-        raise OperationError(f"{what} failed: {type(exc).__name__}: {exc}", node=node,
-                             attempt=1) from exc
+        raise OperationError(
+            f"{what} failed: {type(exc).__name__}: {exc}", node=node, attempt=1
+        ) from exc
 
 
 async def _call(
@@ -98,7 +103,8 @@ async def _call(
         except Exception as exc:
             raise OperationError(
                 f"on_failure of {target!r} failed: {type(exc).__name__}: {exc}",
-                node=node, attempt=error.attempt,
+                node=node,
+                attempt=error.attempt,
             ) from exc
         if handled is not None:
             return as_bytes(handled, f"on_failure of {target!r}"), error.attempt
@@ -131,8 +137,9 @@ async def _attempt(
                 await call_user(options.request_handler, request)
             response = await caller.invoke(request)
             if options.on_response is not None:
-                return as_bytes(await call_user(options.on_response, response),
-                                f"on_response of {target!r}")
+                return as_bytes(
+                    await call_user(options.on_response, response), f"on_response of {target!r}"
+                )
     except TimeoutError as exc:
         raise FunctionTimeoutError(
             f"{target!r} did not answer within {timeout:g}s", function=target
@@ -145,7 +152,9 @@ async def _attempt(
         snippet = response.body[:200].decode(errors="replace")
         raise FunctionHTTPError(
             f"{target!r} answered {response.status}: {snippet}",
-            function=target, status=response.status, body=response.body,
+            function=target,
+            status=response.status,
+            body=response.body,
         )
     return response.body
 

@@ -144,8 +144,9 @@ class Planner:
                 actions.append(DagDone(prefix, ref if node is dag.output else None))
             else:
                 actions.append(
-                    Join(keys.dag_end_set(rid, prefix), node.id, len(dag.ends),
-                         DagDone(prefix, None))
+                    Join(
+                        keys.dag_end_set(rid, prefix), node.id, len(dag.ends), DagDone(prefix, None)
+                    )
                 )
         return actions
 

@@ -11,7 +11,7 @@ import logging
 
 import httpx
 
-from faasflow.engine.executor import RequestEnd
+from faasflow.engine.lifecycle import RequestEnd
 from faasflow.engine.records import SUCCEEDED
 
 log = logging.getLogger("faasflow.callbacks")

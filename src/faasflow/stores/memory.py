@@ -23,7 +23,7 @@ prefix the engine asks for (``r/ID/``, ``r/ID/n/``, ``ID/``, ``f/FLOW/``)."""
 def _folders(key: str) -> list[str]:
     """The first ``/``-terminated prefixes of ``key``: ``"r/x/n/a/b"`` → ``["r/", "r/x/",
     "r/x/n/"]``."""
-    found = []
+    found: list[str] = []
     cut = key.find("/")
     while cut != -1 and len(found) < _DEPTH:
         found.append(key[: cut + 1])
