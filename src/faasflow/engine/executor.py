@@ -1,16 +1,19 @@
-"""The async half of the engine: runs hops and carries out the planner's actions.
+"""The hop-running half of the engine: runs hops and carries out the planner's actions.
 
 Crash safety comes from the order of writes, not from transactions spanning stores:
 
 1. a node's output (and its edges' forwarded data) is written to the data store;
-2. its record flips from ``running`` to ``done`` (compare-and-set), naming those refs;
-3. its successors are announced: each hop is added to the request's *pending* set
-   before it is sent, and joins record the parent in a set;
-4. only then is the finished hop removed from *pending* (and acknowledged).
+2. one atomic state commit flips its record from ``running`` to ``done`` (naming those
+   refs), appends the history entry, records each successor hop as *pending* and
+   forgets this hop's pending record — only if the record is still this execution's
+   claim;
+3. the successors are sent. A join needs the done record durable first (its members
+   name the refs), so then the parent joins the set after the commit, and this hop's
+   pending record goes last.
 
 A crash between any two steps leaves the hop pending, so it runs again; finding its
 record ``done``, it only re-announces from the recorded refs, and every announcement is
-idempotent (set members, records claimed by compare-and-set).
+idempotent (set members, records claimed by compare-and-set). See docs/engine.md.
 """
 
 from __future__ import annotations
