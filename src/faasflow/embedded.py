@@ -55,7 +55,8 @@ from faasflow.transports.inprocess import InProcessTransport
 
 log = logging.getLogger("faasflow.engine")
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+REQUEST_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$")
+"""URL-safe, at most 128 characters, and not ``.`` or ``..`` (dot-segments in a path)."""
 
 
 def new_request_id() -> str:
@@ -108,6 +109,8 @@ class Engine:
         default_timeout: seconds a function call may take when its operation sets none.
         result_ttl: seconds a finished request's result and history are kept.
         failed_ttl: seconds a failed request keeps its intermediate state for redrive.
+        resend_after: seconds without progress after which a running request with no
+            live node has its pending hops sent again; ``None`` never.
         stall_after: seconds without progress after which a running request with no
             live node is failed; ``None`` never.
         sweep_interval: seconds between sweeps (see :meth:`sweep`); ``None`` never.
@@ -129,6 +132,7 @@ class Engine:
         default_timeout: float = 30.0,
         result_ttl: float = 7 * 24 * 3600.0,
         failed_ttl: float = 7 * 24 * 3600.0,
+        resend_after: float | None = 30.0,
         stall_after: float | None = 3600.0,
         sweep_interval: float | None = 60.0,
     ) -> None:
@@ -157,6 +161,8 @@ class Engine:
         )
         self.failed_ttl = failed_ttl
         self.stall_after = stall_after
+        self.resend_after = resend_after
+        self._resent: dict[str, float] = {}
         self.sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
         self._started = False
@@ -283,15 +289,23 @@ class Engine:
             raise RequestFailedError(
                 f"request {rid} failed at node {info.failure.node!r} "
                 f"(attempt {info.failure.attempt}): {info.failure.cause}",
-                request_id=rid, node=info.failure.node, attempt=info.failure.attempt,
+                request_id=rid,
+                node=info.failure.node,
+                attempt=info.failure.attempt,
                 cause=info.failure.cause,
             )
         if info.status == STOPPED:
             raise RequestStoppedError(f"request {rid} was stopped", request_id=rid, cause="stopped")
         return None
 
-    async def run(self, data: bytes | str = b"", *, request_id: str | None = None,
-                  query: str = "", timeout: float | None = None) -> bytes:
+    async def run(
+        self,
+        data: bytes | str = b"",
+        *,
+        request_id: str | None = None,
+        query: str = "",
+        timeout: float | None = None,
+    ) -> bytes:
         """Start a request and wait for its result."""
         rid = await self.submit(data, request_id=request_id, query=query)
         return await self.wait(rid, timeout)
@@ -313,7 +327,7 @@ class Engine:
             for key, value in zip(found, values, strict=True):
                 if value is not None:
                     record = loads(value)
-                    info.nodes[key[len(prefix):]] = record
+                    info.nodes[key[len(prefix) :]] = record
         return info
 
     async def state_of(self, request_id: str) -> str:
@@ -373,7 +387,8 @@ class Engine:
         if raw is not None and loads(raw).get("retired"):
             raise RequestStateError(
                 f"cannot redrive request {request_id}: it failed more than "
-                f"{self.failed_ttl:g}s ago and its intermediate state was dropped", request_id
+                f"{self.failed_ttl:g}s ago and its intermediate state was dropped",
+                request_id,
             )
         if await self.executor._set_status(request_id, (FAILED,), RUNNING, error=None) is None:
             await self._require(request_id, (FAILED,), "redrive")
@@ -386,20 +401,23 @@ class Engine:
     async def sweep(self) -> dict[str, list[str]]:
         """Find this flow's abandoned requests and bound what failed ones keep.
 
-        * a running request with no progress for ``stall_after`` seconds and no node
-          running in a live process is failed (its hops were lost), so it does not
+        * a running request with no progress for ``resend_after`` seconds and no node
+          running in a live process has its pending hops sent again: a transport that
+          lost them (a gateway whose queue worker could not reach the flow) gets another
+          chance; a duplicate is harmless;
+        * one with no progress for ``stall_after`` seconds is failed, so it does not
           hang silently; it can be redriven;
         * a failed request not redriven within ``failed_ttl`` seconds loses its
           intermediate state, keeping its record and history until they expire.
 
         Runs every ``sweep_interval`` seconds while the engine is started. Returns the
-        ids ``{"stalled": [...], "retired": [...]}``.
+        ids ``{"resent": [...], "stalled": [...], "retired": [...]}``.
         """
-        report: dict[str, list[str]] = {"stalled": [], "retired": []}
+        report: dict[str, list[str]] = {"resent": [], "stalled": [], "retired": []}
         now = time.time()
         prefix = keys.live_index(self.flow_name)
         for key in await self.state.keys(prefix):
-            rid = key[len(prefix):]
+            rid = key[len(prefix) :]
             raw = await self.state.get(keys.request(rid))
             if raw is None:
                 await self.state.delete(key)
@@ -408,17 +426,28 @@ class Engine:
             if record["status"] == FAILED and now - record["updated"] > self.failed_ttl:
                 await self.executor.retire(rid)
                 report["retired"].append(rid)
-            elif (
-                record["status"] == RUNNING
-                and self.stall_after is not None
-                and now - await self._last_progress(rid, record) > self.stall_after
-                and not await self._node_running(rid)
-                and await self.executor.abandon(
-                    rid, f"stalled: no progress for more than {self.stall_after:g}s"
-                )
-            ):
-                report["stalled"].append(rid)
+            elif record["status"] == RUNNING:
+                verdict = await self._unstick(rid, record, now)
+                if verdict:
+                    report[verdict].append(rid)
         return report
+
+    async def _unstick(self, rid: str, record: dict[str, Any], now: float) -> str | None:
+        """Resend or fail a running request that stopped making progress."""
+        idle = now - await self._last_progress(rid, record)
+        if idle <= min(self.resend_after or idle, self.stall_after or idle):
+            return None
+        if await self._node_running(rid):
+            return None
+        if self.stall_after is not None and idle > self.stall_after:
+            cause = f"stalled: no progress for more than {self.stall_after:g}s"
+            return "stalled" if await self.executor.abandon(rid, cause) else None
+        if self.resend_after is not None and now - self._resent.get(rid, 0.0) > self.resend_after:
+            self._resent[rid] = now
+            with use_thread_pool(self._threads):
+                await self.executor.resend_pending(rid)
+            return "resent"
+        return None
 
     async def _last_progress(self, rid: str, record: dict[str, Any]) -> float:
         history = await self.state.read_list(keys.history(rid))
@@ -450,7 +479,7 @@ class Engine:
         taken: list[str] = []
         prefix = keys.live_index(self.flow_name)
         for key in await self.state.keys(prefix):
-            rid = key[len(prefix):]
+            rid = key[len(prefix) :]
             raw = await self.state.get(keys.request(rid))
             if raw is None:
                 await self.state.delete(key)
@@ -470,7 +499,7 @@ class Engine:
     async def requests(self) -> list[str]:
         """Ids of this flow's requests still on record, oldest first."""
         prefix = keys.flow_index(self.flow_name)
-        return [key[len(prefix):] for key in await self.state.keys(prefix)]
+        return [key[len(prefix) :] for key in await self.state.keys(prefix)]
 
     async def drain(self) -> None:
         """Wait until no hop is queued or running in this process."""
@@ -511,8 +540,13 @@ async def arun(
         RequestFailedError: a node failed (``node``, ``attempt`` and ``cause`` say which).
     """
     engine = Engine(
-        define, flow_name=flow_name, functions=functions, functions_dir=functions_dir,
-        gateway=gateway, state_store=state_store, data_store=data_store,
+        define,
+        flow_name=flow_name,
+        functions=functions,
+        functions_dir=functions_dir,
+        gateway=gateway,
+        state_store=state_store,
+        data_store=data_store,
     )
     async with engine:
         return await engine.run(data, request_id=request_id, query=query, timeout=timeout)

@@ -322,6 +322,31 @@ async def test_a_stalled_request_is_failed_and_can_be_redriven(store_url: str) -
         assert await engine.wait(rid, timeout=10) == b">ab"
 
 
+async def test_a_lost_hop_is_sent_again(store_url: str) -> None:
+    def define(flow: Workflow, context: Context) -> None:
+        dag = flow.dag()
+        dag.node("a").modify(lambda d: d + b"a")
+        dag.node("b").modify(lambda d: d + b"b")
+        dag.edge("a", "b")
+
+    transport = LosingTransport("b")
+    engine = faasflow.Engine(define, state_store=store_url, transport=transport,
+                             resend_after=0.1, stall_after=None, sweep_interval=None)
+    async with engine:
+        rid = await engine.submit(b">")
+        await engine.drain()
+        assert transport.lost == 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        report = await engine.sweep()
+        while not report["resent"] and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            report = await engine.sweep()
+        assert report["resent"] == [rid]
+        assert await engine.wait(rid, timeout=10) == b">ab"
+        assert transport.lost == 1
+
+
 async def test_failed_requests_are_retired_after_failed_ttl(make_engine: MakeEngine) -> None:
     def define(flow: Workflow, context: Context) -> None:
         dag = flow.dag()
@@ -333,11 +358,11 @@ async def test_failed_requests_are_retired_after_failed_ttl(make_engine: MakeEng
     with pytest.raises(RequestFailedError, match="ZeroDivisionError"):
         await engine.run(b"x", request_id="old-1")
     assert await engine.state.keys(keys.request_prefix("old-1")) != []
-    assert await engine.sweep() == {"stalled": [], "retired": ["old-1"]}
+    assert await engine.sweep() == {"resent": [], "stalled": [], "retired": ["old-1"]}
     assert await engine.state.keys(keys.request_prefix("old-1")) == []
     assert await engine.data.get(keys.request_input("old-1")) is None
     info = await engine.info("old-1")
     assert info.status == "failed" and info.failure is not None
     with pytest.raises(RequestStateError, match="intermediate state was dropped"):
         await engine.redrive("old-1")
-    assert await engine.sweep() == {"stalled": [], "retired": []}
+    assert await engine.sweep() == {"resent": [], "stalled": [], "retired": []}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.types import Scope
@@ -64,6 +65,11 @@ def function_path(scope: Scope, prefix: str) -> tuple[str, str] | None:
     text = raw.partition(b"?")[0].decode("latin-1")
     name, slash, sub = text[len(prefix) :].partition("/")
     if not ROUTE_NAME.match(name):
+        return None
+    # A dot-segment would be resolved by the HTTP client on the way to the function and
+    # reach another path (another request's control route, or above a registered URL's
+    # prefix): such paths are not routed at all.
+    if any(segment in (".", "..") for segment in unquote(sub).split("/")):
         return None
     return name, slash + sub
 

@@ -159,8 +159,11 @@ class Proxy:
             content = b""
             set_header(headers, "Content-Length", "0")
         try:
+            # Header values arrive as latin-1 text; send the same bytes on (httpx would
+            # refuse anything outside ASCII in a str).
+            raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
             request = self._client.build_request(
-                call.method, url, headers=headers, content=content,
+                call.method, url, headers=raw_headers, content=content,
                 timeout=httpx.Timeout(self._timeout),
             )  # fmt: skip
             async with asyncio.timeout(self._timeout):

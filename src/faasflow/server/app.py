@@ -18,6 +18,7 @@ in time (whichever replica ran its last node), else 202.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -30,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from faasflow.config import ServerConfig
 from faasflow.dsl.export import to_json
@@ -39,6 +41,7 @@ from faasflow.engine.definition import Define
 from faasflow.engine.records import FAILED, STOPPED, SUCCEEDED, RequestInfo
 from faasflow.errors import (
     DuplicateRequestError,
+    FaasFlowError,
     FlowDefinitionError,
     RequestError,
     RequestFailedError,
@@ -63,6 +66,8 @@ CALLBACK = "X-Faas-Flow-Callback-Url"
 WAIT = "X-Faas-Flow-Wait"
 STATUS = "X-Faas-Flow-Status"
 LEGACY = ("export-dag", "pause-flow", "resume-flow", "stop-flow", "state")
+RECOVERY_DELAY = 2.0
+"""Seconds to wait for a first request before recovering anyway."""
 
 
 class HTTPProblem(Exception):
@@ -116,7 +121,7 @@ def create_app(
         finally:
             await server.close()
 
-    routes = [
+    routes: list[Route] = [
         Route("/", server.root, methods=["GET", "POST"]),
         Route("/healthz", server.healthz, methods=["GET"]),
         Route("/flow/{rid}/forward", server.forward, methods=["POST"]),
@@ -126,7 +131,21 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.flow_server = server
+    app.add_middleware(_FirstRequest, server=server)
     return app
+
+
+class _FirstRequest:
+    """Tells the flow server it is reachable: the first HTTP request has arrived."""
+
+    def __init__(self, app: ASGIApp, server: _FlowServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.server.listening.set()
+        await self.app(scope, receive, send)
 
 
 class _FlowServer:
@@ -137,18 +156,37 @@ class _FlowServer:
         self.config = config
         self.callbacks = CallbackSender(attempts=config.callback_attempts)
         self._sync: bool | None = None
+        self.listening = asyncio.Event()
+        self._recovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._sync = self.engine.describe().is_sync  # a bad definition fails start-up
         self.engine.executor.end_listeners.append(self.callbacks.on_end)
         await self.engine.start()
-        # A restarted server picks up the requests its previous process left running.
-        recovered = await self.engine.recover()
+        self._recovery = asyncio.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Pick up the requests a previous process of this flow left running.
+
+        Not during start-up: the resent hops come back through the gateway, which drops
+        them if this server is not listening yet. So wait for the first request (a
+        health check, usually), or a moment.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), RECOVERY_DELAY)
+        try:
+            recovered = await self.engine.recover()
+        except FaasFlowError as exc:
+            log.error("recovering interrupted requests failed: %s", exc)
+            return
         if recovered:
             log.warning("recovered %d interrupted request(s): %s", len(recovered),
                         ", ".join(recovered))
 
     async def close(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
         await self.engine.close()
         await self.callbacks.close()
 
