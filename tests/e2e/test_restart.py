@@ -29,22 +29,13 @@ from .harness import (
     poll,
 )
 
-RECOVERY_BEFORE_LISTENING = pytest.mark.xfail(
-    strict=True,
-    reason="bug: _FlowServer.start (the lifespan startup) calls engine.recover(), which "
-    "resends the pending hops through the gateway before uvicorn binds the port "
-    "(uvicorn runs the lifespan startup first); the gateway's queue worker cannot "
-    "reach the flow ('All connection attempts failed'), answers 500 and drops the hop "
-    "(it does not retry), and the request stays running",
-)
-
 
 @pytest.mark.parametrize(
     ("transport", "where"),
     [
-        pytest.param("gateway", "same port", marks=RECOVERY_BEFORE_LISTENING),
-        pytest.param("gateway", "new port, registered again", marks=RECOVERY_BEFORE_LISTENING),
-        pytest.param("local", "same port"),
+        ("gateway", "same port"),
+        ("gateway", "new port, registered again"),
+        ("local", "same port"),
     ],
 )
 async def test_a_killed_server_is_replaced_and_the_request_finishes(

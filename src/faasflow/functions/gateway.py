@@ -20,6 +20,7 @@ from faasflow.errors import (
     FunctionTimeoutError,
 )
 from faasflow.functions.base import FunctionInvoker, FunctionRequest, FunctionResponse
+from faasflow.httpclient import limits
 
 REQUEST_ID_HEADER = "X-Faas-Flow-Reqid"
 
@@ -33,9 +34,7 @@ _NO_ENDPOINTS_PREFIX = b"No endpoints available for"
 # Many small calls to one host: keep enough connections alive to serve a wide fan-out
 # without reconnecting, and expire idle ones before a typical server (Go's
 # http.Server in the gateway, of-watchdog) closes them under us.
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=256, max_keepalive_connections=64, keepalive_expiry=5.0
-)
+DEFAULT_LIMITS = limits()
 
 
 def normalise_gateway_url(url: str) -> str:

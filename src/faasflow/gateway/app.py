@@ -64,6 +64,7 @@ from faasflow.gateway.wire import (
     response,
     set_header,
 )
+from faasflow.httpclient import limits
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +75,7 @@ _ANY_METHOD = [*sorted(PROXY_METHODS), "TRACE", "CONNECT"]
 # Where the queue worker's calls seem to come from: it has no socket of its own.
 _QUEUE_WORKER_CLIENT = ("127.0.0.1", 0)
 
-_UPSTREAM_LIMITS = httpx.Limits(
-    max_connections=512, max_keepalive_connections=64, keepalive_expiry=5.0
-)
+_UPSTREAM_LIMITS = limits(max_connections=512)
 
 
 def _tolerate_disconnect(

@@ -13,6 +13,7 @@ import httpx
 
 from faasflow.engine.lifecycle import RequestEnd
 from faasflow.engine.records import SUCCEEDED
+from faasflow.httpclient import new_client
 
 log = logging.getLogger("faasflow.callbacks")
 
@@ -34,7 +35,7 @@ class CallbackSender:
         self.attempts = attempts
         self.backoff = backoff
         self.max_delay = max_delay
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._client = new_client(timeout)
         self._tasks: set[asyncio.Task[bool]] = set()
 
     async def on_end(self, end: RequestEnd) -> None:

@@ -16,6 +16,7 @@ import httpx
 
 from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError, TransportError
+from faasflow.httpclient import new_client
 from faasflow.server.signing import SIGNATURE_HEADER, signed_hop
 from faasflow.transports.base import HopHandler, Transport
 
@@ -52,7 +53,7 @@ class OpenFaaSTransport(Transport):
         self.flow_name = flow_name
         self.secret = secret
         self.attempts = attempts
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self._client = client or new_client(10.0)
         self._owns_client = client is None
         self._handler: HopHandler | None = None
 
