@@ -113,6 +113,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from embedded import _load, format_rows, percentile, source_revision
 
 import faasflow
 
@@ -186,9 +187,10 @@ class Child:
         total = 0
         with contextlib.suppress(OSError):
             for task in os.scandir(f"/proc/{self.process.pid}/task"):
-                with contextlib.suppress(OSError, ValueError), open(
-                    f"{task.path}/schedstat"
-                ) as handle:
+                with (
+                    contextlib.suppress(OSError, ValueError),
+                    open(f"{task.path}/schedstat") as handle,
+                ):
                     total += int(handle.read().split()[0])
         return total
 
@@ -367,9 +369,7 @@ class Contender:
     close: Callable[[], Awaitable[None]] | None = None
 
 
-def http_contender(
-    flow: FlowServer, cluster: Cluster, client: httpx.AsyncClient
-) -> Contender:
+def http_contender(flow: FlowServer, cluster: Cluster, client: httpx.AsyncClient) -> Contender:
     gateway, server = cluster.gateway, flow.child
     assert gateway is not None and server is not None
     url = f"{cluster.gateway_url}/function/{flow.name}"
@@ -413,8 +413,7 @@ async def sqlite_histories(path: Path, rids: Sequence[str]) -> list[list[dict[st
     store = SqliteStateStore(path)
     try:
         return [
-            [json.loads(item) for item in await store.read_list(keys.history(rid))]
-            for rid in rids
+            [json.loads(item) for item in await store.read_list(keys.history(rid))] for rid in rids
         ]
     finally:
         await store.close()
@@ -602,17 +601,6 @@ async def round_trips(
 
 
 # -- statistics ------------------------------------------------------------------------
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Linear-interpolation percentile (``numpy.percentile``'s default)."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * pct / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 @dataclass
 class Stats:
     """One contender at one chain length: seconds."""
@@ -664,20 +652,6 @@ def _us(seconds: float | None) -> str:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:,.2f}"
-
-
-def format_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: the first column left-aligned, the others right-aligned."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    head = line(header)
-    return "\n".join([head, "-" * len(head), *(line(row) for row in rows)])
 
 
 def chain_report(table: Table) -> str:
@@ -766,22 +740,6 @@ def targets_report(table: Table) -> str:
     return "\n".join(lines)
 
 
-def source_revision() -> str:
-    """The git commit of the faasflow being measured, ``+dirty`` if ``src/`` has changes."""
-    root = Path(faasflow.__file__).resolve().parents[2]
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD")
-    if not commit:
-        return "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--", "src") else "")
-
-
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -805,15 +763,6 @@ def environment() -> dict[str, Any]:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-def _load(value: Any) -> str:
-    """1-minute load average(s): one run's triple, or one triple per combined run."""
-    if not value:
-        return "?"
-    if isinstance(value[0], int | float):
-        return f"{value[0]:.2f}"
-    return " / ".join(_load(v) for v in value)
 
 
 def print_report(
@@ -874,8 +823,7 @@ def from_json(doc: dict[str, Any]) -> tuple[Table, dict[str, dict[str, float]]]:
     breakdown: dict[str, dict[str, float]] = {}
     for name, by_size in doc["results"].items():
         table[name] = {
-            int(n): Stats(c["median"], c["p95"], c["cpu_mean"], c["n"])
-            for n, c in by_size.items()
+            int(n): Stats(c["median"], c["p95"], c["cpu_mean"], c["n"]) for n, c in by_size.items()
         }
         top = max(by_size, key=int)
         if by_size[top]["breakdown"]:
@@ -898,8 +846,7 @@ def combine(
                 median=statistics.median(s.median for s in found),
                 p95=statistics.median(s.p95 for s in found),
                 cpu_mean={
-                    k: statistics.median(s.cpu_mean[k] for s in found)
-                    for k in found[0].cpu_mean
+                    k: statistics.median(s.cpu_mean[k] for s in found) for k in found[0].cpu_mean
                 },
                 n=sum(s.n for s in found),
             )
@@ -996,9 +943,7 @@ def read_raw_profile(path: Path) -> list[tuple[list[str], int]]:
     return stacks
 
 
-def profile_report(
-    label: str, stacks: list[tuple[list[str], int]], cpu_per_node: float
-) -> str:
+def profile_report(label: str, stacks: list[tuple[list[str], int]], cpu_per_node: float) -> str:
     """Where one process's on-CPU samples are: inclusive shares of the stages of a hop,
     then self time by package; in % of samples and in us of CPU per node."""
     total = sum(count for _, count in stacks) or 1
