@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from faasflow.resources import AsyncClosing
+
 
 @dataclass
 class FunctionRequest:
@@ -51,7 +53,7 @@ class FunctionResponse:
         return 200 <= self.status < 300
 
 
-class FunctionInvoker(ABC):
+class FunctionInvoker(AsyncClosing, ABC):
     """Something that can answer a :class:`FunctionRequest`."""
 
     @abstractmethod
@@ -63,6 +65,3 @@ class FunctionInvoker(ABC):
         """Make the call. Raises a :class:`faasflow.errors.FunctionError` subclass when
         the call cannot be made (not found, connection refused, timeout); a non-2xx
         answer is returned, not raised."""
-
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release connections. The default does nothing."""

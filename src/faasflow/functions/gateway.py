@@ -7,8 +7,6 @@ exception is translated here into the :class:`~faasflow.errors.FunctionError` tr
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Self
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -140,17 +138,6 @@ class HttpClient(FunctionInvoker):
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class GatewayClient(HttpClient):

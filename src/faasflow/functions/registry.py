@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from faasflow.errors import FunctionNotFoundError
 from faasflow.functions.base import FunctionInvoker, FunctionRequest, FunctionResponse
@@ -123,14 +122,3 @@ class FunctionRegistry(FunctionInvoker):
                 first = first or exc
         if first is not None:
             raise first
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

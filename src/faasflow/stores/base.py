@@ -23,8 +23,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
+
+from faasflow.resources import AsyncResource
 
 
 @dataclass(frozen=True)
@@ -55,26 +55,8 @@ class Append:
 WriteOp = Put | Delete | Append
 
 
-class StateStore(ABC):
+class StateStore(AsyncResource, ABC):
     """Small, strongly consistent key/value records with atomic operations."""
-
-    async def open(self) -> None:  # noqa: B027 - optional hook, most stores connect lazily
-        """Connect; called once before use. The default does nothing."""
-
-    async def close(self) -> None:  # noqa: B027
-        """Release connections. The default does nothing."""
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- plain values -------------------------------------------------------------
     @abstractmethod
@@ -163,26 +145,8 @@ class StateStore(ABC):
         """Make ``key`` (of any kind) expire ``ttl`` seconds from now."""
 
 
-class DataStore(ABC):
+class DataStore(AsyncResource, ABC):
     """Bytes by key: node outputs, branch inputs, context values and results."""
-
-    async def open(self) -> None:  # noqa: B027
-        """Connect; called once before use. The default does nothing."""
-
-    async def close(self) -> None:  # noqa: B027
-        """Release connections. The default does nothing."""
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @abstractmethod
     async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
