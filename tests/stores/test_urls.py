@@ -96,7 +96,7 @@ def test_bad_sqlite_urls(url: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://localhost:6379/0", "postgresql://db/faasflow", "flow.db", "", "sqlite:x.db"]
+    "url", ["etcd://localhost:2379", "postgresql://db/faasflow", "flow.db", "", "sqlite:x.db"]
 )
 def test_unknown_scheme(url: str) -> None:
     for from_url in (state_store_from_url, data_store_from_url):
@@ -110,6 +110,18 @@ def test_unknown_scheme(url: str) -> None:
 
 def test_unknown_scheme_hides_password() -> None:
     with pytest.raises(ConfigurationError) as raised:
-        state_store_from_url("redis://user:s3cret@cache:6379/0")
+        state_store_from_url("postgresql://user:s3cret@db:5432/flows")
     assert "s3cret" not in str(raised.value)
-    assert "redis://user:***@cache:6379/0" in str(raised.value)
+    assert "postgresql://user:***@db:5432/flows" in str(raised.value)
+
+
+def test_redis_urls() -> None:
+    from faasflow.stores.redis import RedisDataStore, RedisStateStore
+
+    state = state_store_from_url("redis://:pw@127.0.0.1:6380/2?namespace=flows:&socket_timeout=5")
+    assert isinstance(state, RedisStateStore)
+    assert state.namespace == "flows:"
+    assert state.url == "redis://:pw@127.0.0.1:6380/2?socket_timeout=5"
+    data = data_store_from_url("redis://127.0.0.1:6379/0")
+    assert isinstance(data, RedisDataStore)
+    assert data.namespace == "faasflow:"

@@ -1,4 +1,4 @@
-"""Stores from URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``.
+"""Stores from URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``redis://host:port/db?namespace=ns:``.
 
 SQLite URLs read as SQLAlchemy's do: the path is everything after ``sqlite:///``, so
 ``sqlite:///x.db`` is the relative path ``x.db``, ``sqlite:////tmp/x.db`` the absolute
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from faasflow.errors import ConfigurationError
 from faasflow.stores.base import DataStore, StateStore
@@ -102,14 +102,43 @@ def _sqlite_data(url: str) -> DataStore:
     return SqliteDataStore(path, **options)
 
 
+def _redis_options(url: str) -> tuple[str, str]:
+    """The connection URL (without our options) and the key namespace of a Redis URL."""
+    parts = urlsplit(url)
+    namespace = "faasflow:"
+    passed: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name == "namespace":
+            namespace = value
+        else:
+            passed.append((name, value))  # redis-py's own options (timeouts, ...)
+    return urlunsplit(parts._replace(query=urlencode(passed))), namespace
+
+
+def _redis_state(url: str) -> StateStore:
+    from faasflow.stores.redis import RedisStateStore
+
+    connection, namespace = _redis_options(url)
+    return RedisStateStore(connection, namespace=namespace)
+
+
+def _redis_data(url: str) -> DataStore:
+    from faasflow.stores.redis import RedisDataStore
+
+    connection, namespace = _redis_options(url)
+    return RedisDataStore(connection, namespace=namespace)
+
+
 _STATE_STORES: dict[str, Callable[[str], StateStore]] = {
     "memory": _memory_state,
     "sqlite": _sqlite_state,
+    "redis": _redis_state,
 }
 
 _DATA_STORES: dict[str, Callable[[str], DataStore]] = {
     "memory": _memory_data,
     "sqlite": _sqlite_data,
+    "redis": _redis_data,
 }
 
 
