@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from faasflow.callables import use_thread_pool
 from faasflow.dsl.spec import FlowSpec
@@ -47,6 +46,7 @@ from faasflow.errors import (
     UnknownRequestError,
 )
 from faasflow.functions.registry import FunctionRegistry
+from faasflow.resources import AsyncResource
 from faasflow.stores.base import DataStore, StateStore
 from faasflow.stores.memory import MemoryDataStore, MemoryStateStore
 from faasflow.stores.urls import data_store_from_url, state_store_from_url
@@ -92,7 +92,7 @@ def default_store_url() -> str:
     return f"sqlite:///{cache / 'faasflow.db'}"
 
 
-class Engine:
+class Engine(AsyncResource):
     """Runs one flow in this process.
 
     Args:
@@ -167,17 +167,9 @@ class Engine:
         self._sweeper: asyncio.Task[None] | None = None
         self._started = False
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
+        """:meth:`start`, under the name ``async with`` uses."""
         await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Open the stores and start taking hops."""
