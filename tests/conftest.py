@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import faasflow
-from servers import redis_server
+from servers.redis import redis_server
 
 STORES = ["memory", "sqlite"]
 
@@ -43,3 +43,39 @@ async def make_engine(store_url: str) -> AsyncIterator[Callable[..., faasflow.En
     yield build
     for engine in engines:
         await engine.close()
+
+
+@pytest.fixture(scope="session")
+def etcd_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real etcd for the whole session: ``etcd://127.0.0.1:PORT``."""
+    from servers.etcd import etcd_server
+
+    with etcd_server(tmp_path_factory.mktemp("etcd")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL cluster (initdb + pg_ctl) for the session: ``postgresql://…/db``."""
+    from servers.postgres import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 endpoint (moto's standalone server) for the session: ``http://127.0.0.1:PORT``."""
+    from servers.s3 import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``nats-server -js`` for the session: ``nats://127.0.0.1:PORT``."""
+    from servers.nats import nats_server
+
+    with nats_server(tmp_path_factory.mktemp("nats")) as url:
+        yield url

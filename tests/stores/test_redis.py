@@ -12,6 +12,7 @@ from faasflow.stores.base import DataStore, StateStore
 from faasflow.stores.redis import RedisDataStore, RedisStateStore
 
 from .contract import DataStoreContract, StateStoreContract
+from .races import race_between_processes
 
 _namespaces = itertools.count()
 
@@ -48,3 +49,7 @@ async def test_namespaces_keep_stores_apart(redis_url: str) -> None:
         assert await two.get("k") is None
         assert await two.delete_prefix("") == 0
         assert await one.get("k") == b"1"
+
+
+async def test_compare_and_set_race_between_processes(redis_url: str) -> None:
+    await race_between_processes(f"{redis_url}?namespace={_namespace()}")

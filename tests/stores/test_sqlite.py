@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from faasflow.stores.base import DataStore, StateStore
 from faasflow.stores.sqlite import SqliteDataStore, SqliteStateStore
 
 from .contract import DataStoreContract, StateStoreContract, wait_past
+from .races import race_between_processes
 
 # -- the contract ----------------------------------------------------------------------
 
@@ -82,31 +82,11 @@ async def write_forever(path):
         await state.append("l", b"%d" % n)
         print(n, flush=True)
 
-async def race(path, worker):
-    state = SqliteStateStore(path)
-    await state.open()
-    print("ready", flush=True)
-    sys.stdin.readline()  # "go": every worker starts at once
-    wins, removed, sizes = 0, 0, []
-    for i in range(200):
-        current = await state.get("counter")
-        new = str(int(current or b"0") + 1).encode()
-        if await state.compare_and_set("counter", current, new):
-            wins += 1
-        sizes.append(await state.add_to_set("joined", f"shared{i % 50}"))
-        sizes.append(await state.add_to_set("joined", f"w{worker}-{i % 10}"))
-        if await state.remove_from_set("doomed", f"m{i % 100}"):
-            removed += 1
-        await state.increment("incs")
-    print(json.dumps({"wins": wins, "removed": removed, "sizes": sizes}), flush=True)
-
 mode, path = sys.argv[1], sys.argv[2]
 if mode == "write_then_hang":
     asyncio.run(write_then_hang(path))
-elif mode == "write_forever":
-    asyncio.run(write_forever(path))
 else:
-    asyncio.run(race(path, int(sys.argv[3])))
+    asyncio.run(write_forever(path))
 """
 
 
@@ -218,41 +198,7 @@ async def test_process_killed_mid_write_leaves_a_sound_file(tmp_path: Path) -> N
 
 
 async def test_compare_and_set_race_between_processes(tmp_path: Path) -> None:
-    path = tmp_path / "flow.db"
-    async with SqliteStateStore(path) as state:
-        for i in range(100):
-            await state.add_to_set("doomed", f"m{i}")
-    procs = [await spawn("race", str(path), str(worker)) for worker in range(4)]
-    try:
-        for proc in procs:
-            assert await read_line(proc) == "ready"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        results = [json.loads(await read_line(proc)) for proc in procs]
-        for proc in procs:
-            assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-    wins = sum(result["wins"] for result in results)
-    sizes = {size for result in results for size in result["sizes"]}
-    async with SqliteStateStore(path) as state:
-        # every successful compare-and-set incremented the counter exactly once
-        assert await state.get("counter") == str(wins).encode()
-        assert wins >= 200
-        assert await state.get("incs") == b"800"
-        # 50 shared members and 10 of each worker's, each counted once
-        members = await state.set_members("joined")
-        assert len(members) == len(set(members)) == 90
-        assert sizes == set(range(1, 91))
-        # each member of "doomed" was removed by exactly one caller
-        assert sum(result["removed"] for result in results) == 100
-        assert await state.set_members("doomed") == []
+    await race_between_processes(f"sqlite:///{tmp_path / 'flow.db'}")
 
 
 async def test_threads_sharing_one_store(tmp_path: Path) -> None:

@@ -1,4 +1,10 @@
-"""Stores from URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``redis://host:port/db?namespace=ns:``.
+"""Stores from URLs.
+
+State: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
+``redis://host:port/db?namespace=ns:``, ``etcd://host:port/prefix``,
+``postgresql://user@host:port/db?table_prefix=…``. Data: the same (but etcd), plus
+``s3://bucket/prefix?endpoint=…`` and ``file:///abs/folder``. Each backend module parses
+its own URL in a ``from_url`` class method.
 
 SQLite URLs read as SQLAlchemy's do: the path is everything after ``sqlite:///``, so
 ``sqlite:///x.db`` is the relative path ``x.db``, ``sqlite:////tmp/x.db`` the absolute
@@ -129,16 +135,53 @@ def _redis_data(url: str) -> DataStore:
     return RedisDataStore(connection, namespace=namespace)
 
 
+def _etcd_state(url: str) -> StateStore:
+    from faasflow.stores.etcd import EtcdStateStore
+
+    return EtcdStateStore.from_url(url)
+
+
+def _postgres_state(url: str) -> StateStore:
+    from faasflow.stores.postgres import PostgresStateStore
+
+    return PostgresStateStore.from_url(url)
+
+
+def _postgres_data(url: str) -> DataStore:
+    from faasflow.stores.postgres import PostgresDataStore
+
+    return PostgresDataStore.from_url(url)
+
+
+def _s3_data(url: str) -> DataStore:
+    from faasflow.stores.s3 import S3DataStore
+
+    return S3DataStore.from_url(url)
+
+
+def _file_data(url: str) -> DataStore:
+    from faasflow.stores.filesystem import FileDataStore
+
+    return FileDataStore.from_url(url)
+
+
 _STATE_STORES: dict[str, Callable[[str], StateStore]] = {
     "memory": _memory_state,
     "sqlite": _sqlite_state,
     "redis": _redis_state,
+    "etcd": _etcd_state,
+    "postgresql": _postgres_state,
+    "postgres": _postgres_state,
 }
 
 _DATA_STORES: dict[str, Callable[[str], DataStore]] = {
     "memory": _memory_data,
     "sqlite": _sqlite_data,
     "redis": _redis_data,
+    "postgresql": _postgres_data,
+    "postgres": _postgres_data,
+    "s3": _s3_data,
+    "file": _file_data,
 }
 
 
