@@ -114,6 +114,9 @@ class Engine(AsyncResource):
         stall_after: seconds without progress after which a running request with no
             live node is failed; ``None`` never.
         sweep_interval: seconds between sweeps (see :meth:`sweep`); ``None`` never.
+        lease_ttl: seconds a running step's claim lasts unless renewed, where processes
+            on several hosts share the stores; ``None`` on one machine (claims are
+            checked by pid).
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class Engine(AsyncResource):
         resend_after: float | None = 30.0,
         stall_after: float | None = 3600.0,
         sweep_interval: float | None = 60.0,
+        lease_ttl: float | None = None,
     ) -> None:
         url = None
         if state_store is None or isinstance(state_store, str):
@@ -157,7 +161,9 @@ class Engine(AsyncResource):
             data=self.data,
             transport=self.transport,
             caller=self.registry,
-            settings=Settings(default_timeout=default_timeout, result_ttl=result_ttl),
+            settings=Settings(
+                default_timeout=default_timeout, result_ttl=result_ttl, lease_ttl=lease_ttl
+            ),
         )
         self.failed_ttl = failed_ttl
         self.stall_after = stall_after
@@ -179,8 +185,7 @@ class Engine(AsyncResource):
         try:
             await self.state.open()
             await self.data.open()
-            if isinstance(self.transport, InProcessTransport):
-                self.transport.on_undeliverable = self.executor.undeliverable
+            self.transport.on_undeliverable = self.executor.undeliverable
             with use_thread_pool(self._threads):
                 # Worker tasks copy this context, so their sync callables use our threads.
                 await self.transport.start(self.executor.handle)
@@ -448,11 +453,13 @@ class Engine(AsyncResource):
 
     async def _node_running(self, rid: str) -> bool:
         found = await self.state.keys(keys.node_record(rid, ""))
-        for value in await self.state.get_many(found):
+        for key, value in zip(found, await self.state.get_many(found), strict=True):
             if value is None:
                 continue
             node = loads(value)
-            if node["state"] == "running" and owner_alive(node.get("owner", "")):
+            if node["state"] == "running" and await self.executor.step_alive(
+                rid, key, node.get("owner", "")
+            ):
                 return True
         return False
 

@@ -50,6 +50,7 @@ from faasflow.engine.records import (
     loads,
     new_token,
     owner_alive,
+    owner_is_local,
     request_record,
 )
 from faasflow.errors import (
@@ -172,14 +173,18 @@ class Executor(Lifecycle):
 
         Returns ``(done_record, None)`` when the step already finished,
         ``(None, claimed_raw)`` when this process now runs it, ``(None, None)`` when
-        another live process runs it.
+        another live process runs it. With leases on, the claim and its lease are
+        written together, so no other process ever sees a claim without its lease.
         """
+        rid = hop.request_id
         raw = await self.state.get(key)
         previous = loads(raw) if raw is not None else None
         if previous is not None:
             if previous["state"] == "done":
                 return previous, None
-            if previous["state"] == "running" and self._runs(previous["owner"], key):
+            if previous["state"] == "running" and await self.step_alive(
+                rid, key, previous["owner"]
+            ):
                 log.info("hop %s is running elsewhere: duplicate ignored", hop.id)
                 return None, None
         claimed = dumps(
@@ -190,16 +195,34 @@ class Executor(Lifecycle):
                 "owner": self.owner,
             }
         )
-        if not await self.state.compare_and_set(key, raw, claimed):
+        lease_ttl = self.settings.lease_ttl
+        if lease_ttl is None:
+            won = await self.state.compare_and_set(key, raw, claimed)
+        else:
+            lease = Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl)
+            won = await self.state.commit([Put(key, claimed), lease], require={key: raw})
+        if not won:
             return None, None
         self._inflight.add(key)
         return None, claimed
 
-    def _runs(self, owner: str, key: str) -> bool:
+    async def step_alive(self, rid: str, key: str, owner: str) -> bool:
         """Whether the step at ``key``, claimed by ``owner``, is still being run."""
         if owner == self.owner:
             return key in self._inflight
-        return owner_alive(owner)
+        if owner_is_local(owner) or self.settings.lease_ttl is None:
+            return owner_alive(owner)
+        return await self.state.get(keys.lease(rid, key)) == owner.encode()
+
+    async def _renew_lease(self, rid: str, key: str, ttl: float) -> None:
+        """Keep this process's lease on a running step alive until cancelled."""
+        lease = keys.lease(rid, key)
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await self.state.expire(lease, ttl)
+            except StoreError as exc:  # the next renewal may get through
+                log.warning("could not renew the lease of %s: %s", key, exc)
 
     async def _step(
         self,
@@ -220,6 +243,12 @@ class Executor(Lifecycle):
             attempt = loads(claimed)["attempt"]
             self._emit(hop.request_id, hop.path, "started", attempt=attempt)
             token = current_node.set(hop.path)
+            lease_ttl = self.settings.lease_ttl
+            renewal = (
+                None
+                if lease_ttl is None
+                else asyncio.create_task(self._renew_lease(hop.request_id, key, lease_ttl))
+            )
             try:
                 done = await work(claimed)
             except NodeError as exc:
@@ -228,6 +257,8 @@ class Executor(Lifecycle):
                 return
             finally:
                 current_node.reset(token)
+                if renewal is not None:
+                    renewal.cancel()
         await self._settle(live, hop, key, claimed, done, event, plan)
 
     async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
@@ -563,13 +594,15 @@ class Executor(Lifecycle):
         """A hop kept failing outside user code (a store that went away): fail its request
         with that cause; if even that cannot be recorded, waiters get the store error."""
         rid = hop.request_id
-        failure = NodeError(
-            f"the engine could not run this node: {error}", node=hop.path, attempt=1
-        )
+        key = keys.node_record(rid, hop.path)
         try:
-            await self._fail(
-                self.live(rid, hop.query), hop, keys.node_record(rid, hop.path), None, failure
+            # The record as the last attempt left it (running, of a worker that died).
+            claimed = await self.state.get(key)
+            attempt = loads(claimed).get("attempt", 1) if claimed is not None else 1
+            failure = NodeError(
+                f"the engine could not run this node: {error}", node=hop.path, attempt=attempt
             )
+            await self._fail(self.live(rid, hop.query), hop, key, claimed, failure)
         except FaasFlowError as exc:
             self._resolve(rid, exc)
             raise

@@ -28,6 +28,12 @@ def expand_record(rid: str, path: str) -> str:
     return f"r/{rid}/x/{path}"
 
 
+def lease(rid: str, record_key: str) -> str:
+    """The lease of the running step whose record is at ``record_key`` (kept alive by
+    its process while the step runs; expires when that process dies)."""
+    return f"r/{rid}/l/{record_key[len(request_prefix(rid)):]}"
+
+
 def join_set(rid: str, path: str) -> str:
     """The parents that have reached the node at ``path``."""
     return f"r/{rid}/j/{path}"

@@ -57,6 +57,12 @@ class Settings:
     """Seconds a function call may take when its operation sets no timeout."""
     result_ttl: float = 7 * 24 * 3600.0
     """How long a finished request's record, history and result are kept."""
+    lease_ttl: float | None = None
+    """Seconds a claim on a running step stays valid unless its process renews it.
+
+    Needed where processes on other hosts share the stores (workers, replicas): a claim
+    of a process on this host is checked by its pid, one from another host only by its
+    lease. ``None`` (one machine) takes claims from other hosts as alive."""
 
 
 @dataclass(frozen=True)

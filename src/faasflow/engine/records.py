@@ -28,7 +28,9 @@ def loads(raw: bytes) -> dict[str, Any]:
     return value
 
 
-_HOST = socket.gethostname()
+_HOST = os.environ.get("FAASFLOW_HOST") or socket.gethostname()
+"""The name this process goes by in claims: the host name unless ``FAASFLOW_HOST`` says
+otherwise (two containers may share a host name; set it to the pod or node name)."""
 _BOOT = secrets.token_hex(4)
 _TOKENS = itertools.count(1)
 
@@ -41,6 +43,11 @@ def new_token() -> str:
 def process_owner() -> str:
     """``host:pid:boot`` of this process: who claims a node or a request."""
     return f"{_HOST}:{os.getpid()}:{_BOOT}"
+
+
+def owner_is_local(owner: str) -> bool:
+    """Whether ``owner`` runs on this host, where its pid can be checked."""
+    return owner.partition(":")[0] == _HOST
 
 
 def owner_alive(owner: str) -> bool:

@@ -14,6 +14,10 @@ HopHandler = Callable[[Hop], Awaitable[None]]
 class Transport(ABC):
     """Delivers hops at least once to a handler."""
 
+    on_undeliverable: Callable[[Hop, Exception], Awaitable[None]] | None = None
+    """Set by the engine: called with a hop the transport gives up on and the last error,
+    so the request fails with a record instead of hanging."""
+
     @abstractmethod
     async def start(self, handler: HopHandler) -> None:
         """Begin delivering hops to ``handler``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 from faasflow.engine.hops import Hop
 from faasflow.transports.base import HopHandler, Transport
@@ -30,8 +29,6 @@ class InProcessTransport(Transport):
         self.concurrency = concurrency
         self.max_redeliveries = max_redeliveries
         self.redelivery_delay = redelivery_delay
-        self.on_undeliverable: Callable[[Hop, Exception], Awaitable[None]] | None = None
-        """Called with a hop that kept failing and its last error."""
         self._queue: asyncio.Queue[tuple[Hop, int]] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._retries: set[asyncio.Task[None]] = set()

@@ -1,0 +1,150 @@
+"""The distributed runtime: stateless workers on NATS JetStream, and a client for them.
+
+A :class:`Worker` runs a flow's hops as they come from JetStream; start as many as you
+like, on any machines, all pointing at the same NATS server and stores (Redis, etcd or
+PostgreSQL for state; Redis, S3, PostgreSQL or a shared folder for data). A
+:class:`Client` starts and controls requests without running any hop and without an
+HTTP server::
+
+    async with Worker(define, flow_name="orders", nats="nats://nats:4222",
+                      state_store="redis://redis:6379/0", data_store="s3://bucket/orders"):
+        ...  # serves until closed
+
+    async with Client(define, flow_name="orders", nats=..., state_store=..., data_store=...) as c:
+        rid = await c.submit(b"input")
+        result = await c.wait(rid, timeout=60)
+
+Both are :class:`~faasflow.embedded.Engine` objects with another transport, so
+``info``, ``result``, ``history``, ``pause``, ``resume``, ``stop`` and ``redrive`` are the
+same calls as embedded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faasflow.embedded import Engine
+from faasflow.engine.context import Context
+from faasflow.engine.definition import Define
+from faasflow.engine.hops import Hop
+from faasflow.errors import ConfigurationError
+from faasflow.stores.base import DataStore, StateStore
+from faasflow.transports.base import HopHandler, Transport
+from faasflow.transports.nats import NatsTransport
+
+__all__ = ["Client", "Worker"]
+
+
+class Worker(Engine):
+    """Runs the hops of one flow from NATS JetStream until closed.
+
+    Args:
+        define: ``define(flow, context)``, the same in every worker and client.
+        nats: the NATS server URL(s).
+        state_store: a shared state store (object or URL: ``redis://``, ``etcd://``,
+            ``postgresql://``).
+        data_store: a shared data store (object or URL); the state store's URL by default.
+        flow_name: the flow's name, the same in every worker and client.
+        concurrency: hops this worker runs at once.
+        ack_wait: seconds after which a hop of a worker that stopped answering goes to
+            another worker.
+        max_deliveries: deliveries of one hop before its request fails.
+        lease_ttl: seconds a running node's claim outlives its worker (default:
+            half of ``ack_wait``, so the claim is gone when the hop comes back).
+        **options: the other :class:`~faasflow.embedded.Engine` options (functions,
+            functions_dir, gateway, timeouts, TTLs, sweeping).
+    """
+
+    def __init__(
+        self,
+        define: Define,
+        *,
+        nats: str,
+        state_store: StateStore | str,
+        data_store: DataStore | str | None = None,
+        flow_name: str = "flow",
+        concurrency: int = 64,
+        ack_wait: float = 30.0,
+        max_deliveries: int = 5,
+        lease_ttl: float | None = None,
+        **options: Any,
+    ) -> None:
+        transport = NatsTransport(
+            nats,
+            flow_name=flow_name,
+            consume=True,
+            concurrency=concurrency,
+            ack_wait=ack_wait,
+            max_deliveries=max_deliveries,
+        )
+        super().__init__(
+            define,
+            flow_name=flow_name,
+            state_store=state_store,
+            data_store=data_store,
+            transport=transport,
+            lease_ttl=lease_ttl if lease_ttl is not None else ack_wait / 2,
+            **options,
+        )
+
+
+class _NoTransport(Transport):
+    """The transport of a client given no NATS URL: it may read and pause, not send."""
+
+    async def start(self, handler: HopHandler) -> None:
+        pass
+
+    async def send(self, hop: Hop) -> None:
+        raise ConfigurationError(
+            f"cannot send hop {hop.id}: this client was opened without a NATS URL"
+        )
+
+    async def close(self) -> None:
+        pass
+
+
+def _no_definition(flow: Any, context: Context) -> None:
+    raise ConfigurationError(
+        "this client was opened without the flow's define(); pass it to start requests"
+    )
+
+
+class Client(Engine):
+    """Starts and controls requests that :class:`Worker` processes run.
+
+    The client runs no hop itself: ``submit`` records the request and publishes its
+    first hop. ``stop`` runs the flow's ``on_failure``/``finally_`` hooks here, so pass
+    ``define`` for that and for ``submit``; reading (``info``, ``result``, ``history``)
+    and ``pause`` need only the stores.
+
+    Args:
+        define: the flow's ``define``, or ``None`` for a client that only reads and
+            controls.
+        nats: the NATS server URL(s); ``None`` for a client that only reads.
+        state_store, data_store, flow_name: as for :class:`Worker`.
+        **options: other :class:`~faasflow.embedded.Engine` options.
+    """
+
+    def __init__(
+        self,
+        define: Define | None = None,
+        *,
+        nats: str | None = None,
+        state_store: StateStore | str,
+        data_store: DataStore | str | None = None,
+        flow_name: str = "flow",
+        **options: Any,
+    ) -> None:
+        options.setdefault("sweep_interval", None)  # workers sweep; a client only asks
+        options["transport"] = (
+            _NoTransport()
+            if nats is None
+            else NatsTransport(nats, flow_name=flow_name, consume=False)
+        )
+        super().__init__(
+            define or _no_definition,
+            flow_name=flow_name,
+            state_store=state_store,
+            data_store=data_store,
+            **options,
+        )
