@@ -1,4 +1,5 @@
-"""The ``faasflow`` command: ``run``, ``graph``, ``serve``, ``gateway``, ``new``, ``--version``.
+"""The ``faasflow`` command: ``run``, ``graph``, ``serve``, ``worker``, ``submit``, ``status``,
+``result``, ``pause``, ``resume``, ``stop``, ``redrive``, ``gateway``, ``new``, ``--version``.
 
 Exit statuses, the same for every subcommand: 0 success; 1 the request (or an external
 program) failed; 2 a bad argument, flow file or flow definition; 3 a needed program is
@@ -13,7 +14,7 @@ import os
 import sys
 
 from faasflow import __version__
-from faasflow.cli import graph, new, run, serve
+from faasflow.cli import graph, new, requests, run, serve, worker
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE
 from faasflow.gateway import cli as gateway_cli
 
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(subparsers)
     graph.add_parser(subparsers)
     serve.add_parser(subparsers)
+    worker.add_parser(subparsers)
+    requests.add_parsers(subparsers)
     new.add_parser(subparsers)
     gateway_cli.add_parser(subparsers)
     return parser

@@ -68,6 +68,7 @@ class NatsTransport(Transport):
         redelivery_delay: seconds before a failed hop is delivered again; doubles each time.
         stream: the JetStream stream's name; ``subject_prefix``: its subjects' prefix.
         publish_timeout: seconds :meth:`send` keeps trying while the server is away.
+        close_grace: seconds :meth:`close` lets running hops finish.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class NatsTransport(Transport):
         stream: str = "FAASFLOW",
         subject_prefix: str = "faasflow",
         publish_timeout: float = 30.0,
+        close_grace: float = 10.0,
     ) -> None:
         self.url = url
         self.flow_name = _check_token("flow name", flow_name)
@@ -96,6 +98,7 @@ class NatsTransport(Transport):
         self.max_deliveries = max_deliveries
         self.redelivery_delay = redelivery_delay
         self.publish_timeout = publish_timeout
+        self.close_grace = close_grace
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._sub: Any = None
@@ -170,6 +173,10 @@ class NatsTransport(Transport):
                 # Not unsubscribe(): that would delete the durable consumer of every worker.
                 await self._sub.drain()
             self._sub = None
+        # Running hops get a grace period to finish and be acked; the rest come back to
+        # another worker after ack_wait.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.close_grace)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,211 @@
+"""Start and control requests run by workers, without an HTTP server.
+
+``faasflow submit FILE[:define]`` starts one (printing its id, or with ``--wait`` its
+result); ``status``, ``result``, ``pause``, ``resume``, ``stop`` and ``redrive`` take a
+request id. Reading and pausing need only the stores; the commands that send hops need
+NATS; ``submit`` and ``stop`` (which runs the flow's hooks) need the flow file too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error, write_stdout
+from faasflow.cli.distributed import add_connection_options, nats_url, state_url
+from faasflow.cli.loader import load_define
+from faasflow.cli.progress import format_duration
+from faasflow.cli.run import _read_input, _request_id, _seconds
+from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
+from faasflow.workers import Client
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``submit``, ``status``, ``result``, ``pause``, ``resume``, ``stop``, ``redrive``."""
+    submit = subparsers.add_parser(
+        "submit", help="start a request for workers to run",
+        description="Start a request of the flow in FILE on the workers; print its id "
+        "(or, with --wait, its result).",
+    )
+    submit.add_argument("target", metavar="FILE[:define]", help="the flow file and function")
+    submit.add_argument("--name", metavar="FLOW", help="the flow name (default: FILE's stem)")
+    source = submit.add_mutually_exclusive_group()
+    source.add_argument("--data", metavar="TEXT", help="the request input")
+    source.add_argument("--data-file", metavar="PATH", help="read the input from PATH ('-': stdin)")
+    submit.add_argument("--request-id", metavar="ID", type=_request_id, help="choose the id")
+    submit.add_argument("--query", metavar="QS", default="", help="the request's query string")
+    submit.add_argument("--wait", metavar="S", type=_seconds,
+                        help="wait up to S seconds and print the result instead of the id")
+    add_connection_options(submit)
+    submit.set_defaults(handler=_submit)
+
+    status = subparsers.add_parser("status", help="a request's status and nodes")
+    status.add_argument("request_id", metavar="ID")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    add_connection_options(status, nats=False, data=False)
+    status.set_defaults(handler=lambda args: _control(args, _status, needs=()))
+
+    result = subparsers.add_parser("result", help="a succeeded request's result, to stdout")
+    result.add_argument("request_id", metavar="ID")
+    add_connection_options(result, nats=False)
+    result.set_defaults(handler=lambda args: _control(args, _result, needs=()))
+
+    for verb, needs, text in (
+        ("pause", (), "hold a request: running nodes finish, the next wait for resume"),
+        ("resume", ("nats",), "continue a paused request"),
+        ("stop", ("nats", "flow"), "end a request now (its hooks run once)"),
+        ("redrive", ("nats",), "run a failed request again from its failed node"),
+    ):
+        parser = subparsers.add_parser(verb, help=text)
+        parser.add_argument("request_id", metavar="ID")
+        if "flow" in needs:
+            parser.add_argument("--flow", metavar="FILE[:define]", required=True,
+                                help="the flow file (its on_failure/finally_ hooks run)")
+        parser.add_argument("--name", metavar="FLOW", help="the flow name")
+        add_connection_options(parser, nats="nats" in needs)
+        parser.set_defaults(
+            handler=lambda args, verb=verb, needs=needs: _control(args, _VERBS[verb], needs)
+        )
+
+
+def _client(args: argparse.Namespace, needs: tuple[str, ...]) -> Client:
+    define, name = None, "flow"
+    if "flow" in needs:
+        flow = load_define(args.flow)
+        define, name = flow.define, flow.stem
+    return Client(
+        define,
+        flow_name=getattr(args, "name", None) or name,
+        nats=nats_url(args) if "nats" in needs else None,
+        state_store=state_url(args),
+        data_store=getattr(args, "data_store", None),
+    )
+
+
+def _submit(args: argparse.Namespace) -> int:
+    try:
+        flow = load_define(args.target)
+        data = _read_input(args)
+        client = Client(
+            flow.define, flow_name=args.name or flow.stem, nats=nats_url(args),
+            state_store=state_url(args), data_store=args.data_store,
+        )
+    except ConfigurationError as exc:
+        return error(str(exc), EXIT_USAGE)
+
+    async def go() -> bytes | str:
+        async with client:
+            rid = await client.submit(data, request_id=args.request_id, query=args.query)
+            if args.wait is None:
+                return rid
+            return await client.wait(rid, args.wait, poll=0.05)
+
+    try:
+        out = asyncio.run(go())
+    except (FlowDefinitionError, ConfigurationError) as exc:
+        return error(str(exc), EXIT_USAGE)
+    except (FaasFlowError, TimeoutError) as exc:
+        return error(str(exc), EXIT_FAILED)
+    if isinstance(out, str):
+        print(out)
+    else:
+        write_stdout(out)
+    return 0
+
+
+def _control(
+    args: argparse.Namespace,
+    action: Callable[[Client, argparse.Namespace], Awaitable[None]],
+    needs: tuple[str, ...],
+) -> int:
+    try:
+        client = _client(args, needs)
+    except ConfigurationError as exc:
+        return error(str(exc), EXIT_USAGE)
+
+    async def go() -> None:
+        async with client:
+            await action(client, args)
+
+    try:
+        asyncio.run(go())
+    except ConfigurationError as exc:
+        return error(str(exc), EXIT_USAGE)
+    except FaasFlowError as exc:
+        return error(str(exc), EXIT_FAILED)
+    return 0
+
+
+async def _status(client: Client, args: argparse.Namespace) -> None:
+    info = await client.info(args.request_id, nodes=True)
+    nodes = _node_table(await client.history(args.request_id), info.nodes)
+    if args.json:
+        failure = info.failure
+        print(json.dumps({
+            "request_id": info.request_id, "flow": info.flow, "status": info.status,
+            "created": info.created, "updated": info.updated,
+            "failure": None if failure is None else vars(failure),
+            "nodes": nodes,
+        }, indent=2, sort_keys=True))
+        return
+    print(f"{info.request_id}  flow {info.flow}  {info.status}")
+    if info.failure is not None:
+        print(f"  failed at {info.failure.node!r} (attempt {info.failure.attempt}): "
+              f"{info.failure.cause}")
+    for path, node in nodes.items():
+        took = ""
+        if node.get("finished") and node.get("started"):
+            took = "  " + format_duration(node["finished"] - node["started"])
+        print(f"  {path}  {node['state']}  attempt {node.get('attempt', 1)}{took}")
+
+
+def _node_table(
+    history: list[dict[str, Any]], records: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Each node's latest state, in the order nodes first appear: the history has the
+    finished ones (their records are gone once the request ends), the records the
+    running ones."""
+    table: dict[str, dict[str, Any]] = {}
+    for event in history:
+        if event.get("kind") == "node":
+            entry = table.setdefault(event["node"], {})
+            entry.update({k: v for k, v in event.items() if k not in ("kind", "node", "event")})
+            entry["state"] = event["event"]
+    for path, record in records.items():
+        table.setdefault(path, {}).update(record)
+    return table
+
+
+async def _result(client: Client, args: argparse.Namespace) -> None:
+    write_stdout(await client.result(args.request_id))
+
+
+async def _pause(client: Client, args: argparse.Namespace) -> None:
+    await client.pause(args.request_id)
+    print(f"{args.request_id} paused", file=sys.stderr)
+
+
+async def _resume(client: Client, args: argparse.Namespace) -> None:
+    sent = await client.resume(args.request_id)
+    print(f"{args.request_id} resumed ({sent} held hop(s) sent)", file=sys.stderr)
+
+
+async def _stop(client: Client, args: argparse.Namespace) -> None:
+    await client.stop(args.request_id)
+    print(f"{args.request_id} stopped", file=sys.stderr)
+
+
+async def _redrive(client: Client, args: argparse.Namespace) -> None:
+    sent = await client.redrive(args.request_id)
+    print(f"{args.request_id} redriven ({sent} hop(s) sent)", file=sys.stderr)
+
+
+_VERBS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[None]]] = {
+    "pause": _pause, "resume": _resume, "stop": _stop, "redrive": _redrive,
+}
