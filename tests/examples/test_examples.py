@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import json
 import os
 import shlex
@@ -30,6 +31,7 @@ from urllib.parse import urlencode
 import pytest
 
 import faasflow
+from faasflow.workers import Client, Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = ROOT / "examples"
@@ -378,3 +380,30 @@ def test_documented_output_is_the_real_one(
 ) -> None:
     # The oracle stands for the engine here: the matrix above proves they agree.
     assert EXAMPLES[name].expected(data, query) == printed
+
+
+# -- the same examples on NATS workers with shared stores ---------------------------------
+
+_flows = itertools.count()
+
+
+@pytest.mark.parametrize(("name", "data", "query"), list(_cases()))
+async def test_example_on_two_nats_workers(
+    name: str, data: bytes, query: str, nats_url: str, redis_url: str
+) -> None:
+    module = EXAMPLES[name]
+    # A flow name and a key namespace of this test's own on the session's servers.
+    flow = f"{name}-{next(_flows)}"
+    options: dict[str, Any] = {
+        "flow_name": flow,
+        "nats": nats_url,
+        "state_store": f"{redis_url}?namespace={flow}:",
+    }
+    async with (
+        Worker(module.define, functions_dir=FUNCTIONS_DIR, **options),
+        Worker(module.define, functions_dir=FUNCTIONS_DIR, **options),
+        Client(module.define, **options) as client,
+    ):
+        rid = await client.submit(data, query=query)
+        out = await client.wait(rid, timeout=60, poll=0.02)
+    assert out == module.expected(data, query)

@@ -69,6 +69,7 @@ class NatsTransport(Transport):
         stream: the JetStream stream's name; ``subject_prefix``: its subjects' prefix.
         publish_timeout: seconds :meth:`send` keeps trying while the server is away.
         close_grace: seconds :meth:`close` lets running hops finish.
+        connect_timeout: seconds :meth:`start` tries to reach the server.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class NatsTransport(Transport):
         subject_prefix: str = "faasflow",
         publish_timeout: float = 30.0,
         close_grace: float = 10.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.url = url
         self.flow_name = _check_token("flow name", flow_name)
@@ -99,6 +101,7 @@ class NatsTransport(Transport):
         self.redelivery_delay = redelivery_delay
         self.publish_timeout = publish_timeout
         self.close_grace = close_grace
+        self.connect_timeout = connect_timeout
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._sub: Any = None
@@ -111,17 +114,10 @@ class NatsTransport(Transport):
     async def start(self, handler: HopHandler) -> None:
         self._handler = handler
         try:
-            self._nc = await nats.connect(
-                servers=[part.strip() for part in self.url.split(",")],
-                name=f"faasflow-{self.flow_name}",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
-                connect_timeout=5,
-                allow_reconnect=True,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnect,
-                reconnected_cb=self._on_reconnect,
-            )
+            # nats-py retries a first connection forever when reconnecting is allowed:
+            # bound it, so a wrong URL is an error rather than a hang.
+            async with asyncio.timeout(self.connect_timeout):
+                self._nc = await self._connect()
             self._js = self._nc.jetstream(timeout=5)
             await self._ensure_stream()
             if self.consume:
@@ -144,6 +140,19 @@ class NatsTransport(Transport):
         except (TimeoutError, NatsError, OSError) as exc:
             await self.close()
             raise TransportError(f"NATS at {self.url}: cannot start: {exc!r}") from exc
+
+    async def _connect(self) -> NatsClient:
+        return await nats.connect(
+            servers=[part.strip() for part in self.url.split(",")],
+            name=f"faasflow-{self.flow_name}",
+            max_reconnect_attempts=-1,  # once connected, ride out server restarts
+            reconnect_time_wait=0.25,
+            connect_timeout=2,
+            allow_reconnect=True,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnect,
+            reconnected_cb=self._on_reconnect,
+        )
 
     async def _ensure_stream(self) -> None:
         """Create the work-queue stream unless it exists; add this flow's subject to it."""
@@ -286,6 +295,8 @@ class NatsTransport(Transport):
 
     # -- connection events --------------------------------------------------------------
     async def _on_error(self, exc: Exception) -> None:
+        if self._nc is None or self._closing:
+            return  # the first connection: start() reports it
         log.warning("NATS at %s: %r", self.url, exc)
 
     async def _on_disconnect(self) -> None:
