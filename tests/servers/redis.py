@@ -18,16 +18,20 @@ def _pong(port: int) -> bool:
 
 
 @contextmanager
-def redis_server(workdir: Path, port: int | None = None) -> Iterator[str]:
-    """A ``redis-server`` keeping nothing on disk; yields its URL.
+def redis_server(workdir: Path, port: int | None = None, *, persist: bool = False) -> Iterator[str]:
+    """A ``redis-server``; yields its URL.
 
-    ``port`` lets a test start a server again where a stopped one listened.
+    It keeps nothing on disk unless ``persist``: then every write is in its append-only
+    file before it answers (``appendfsync always``), and a server started again on the
+    same ``workdir`` has it all. ``port`` lets a test start it again where it listened.
     """
     binary = require_binary("redis-server", "redis-server")
     port = port or free_port()
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persist else [
+        "--appendonly", "no"]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(workdir)],
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability,
+         "--dir", str(workdir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

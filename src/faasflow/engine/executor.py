@@ -85,8 +85,8 @@ class Executor(Lifecycle):
         )
         self.transport = transport
         self.caller = caller
-        self._inflight: set[str] = set()
-        """Record keys of the steps this process is running now."""
+        self._inflight: dict[str, bytes] = {}
+        """Record keys of the steps this engine is running now, each with its claim."""
 
     # -- starting requests --------------------------------------------------------
     async def submit(
@@ -145,18 +145,12 @@ class Executor(Lifecycle):
             log.error("hop %s names no node of flow %s: dropped", hop.id, self.flow_name)
             await self.hops.clear_pending(hop)
             return
-        try:
-            if hop.kind == "collect":
-                await self._run_collect(live, hop, node)
-            elif node.is_dynamic:
-                await self._run_expand(live, hop, node)
-            else:
-                await self._run_task(live, hop, node)
-        finally:
-            # Whatever happened, this process no longer runs the step: a redelivery of
-            # the hop may claim it again.
-            self._inflight.discard(keys.node_record(hop.request_id, hop.path))
-            self._inflight.discard(keys.expand_record(hop.request_id, hop.path))
+        if hop.kind == "collect":
+            await self._run_collect(live, hop, node)
+        elif node.is_dynamic:
+            await self._run_expand(live, hop, node)
+        else:
+            await self._run_task(live, hop, node)
 
     async def _hold(self, hop: Hop) -> bool:
         """Keep ``hop`` back while its request is paused or failed.
@@ -195,16 +189,29 @@ class Executor(Lifecycle):
                 "owner": self.owner,
             }
         )
+        # Marked as ours before the write lands: a duplicate of this hop that reads the
+        # claim meanwhile must find it running, not abandoned.
+        self._inflight.setdefault(key, claimed)
         lease_ttl = self.settings.lease_ttl
-        if lease_ttl is None:
-            won = await self.state.compare_and_set(key, raw, claimed)
-        else:
-            lease = Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl)
-            won = await self.state.commit([Put(key, claimed), lease], require={key: raw})
+        try:
+            if lease_ttl is None:
+                won = await self.state.compare_and_set(key, raw, claimed)
+            else:
+                lease = Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl)
+                won = await self.state.commit([Put(key, claimed), lease], require={key: raw})
+        except BaseException:
+            self._release(key, claimed)
+            raise
         if not won:
+            self._release(key, claimed)
             return None, None
-        self._inflight.add(key)
+        self._inflight[key] = claimed
         return None, claimed
+
+    def _release(self, key: str, claimed: bytes) -> None:
+        """Forget that this engine runs the step at ``key``, if ``claimed`` is its claim."""
+        if self._inflight.get(key) is claimed:
+            del self._inflight[key]
 
     async def step_alive(self, rid: str, key: str, owner: str) -> bool:
         """Whether the step at ``key``, claimed by ``owner``, is still being run."""
@@ -238,28 +245,48 @@ class Executor(Lifecycle):
         done, claimed = await self._claim(key, hop)
         if done is None and claimed is None:
             return
-        if done is None:
-            assert claimed is not None
-            attempt = loads(claimed)["attempt"]
-            self._emit(hop.request_id, hop.path, "started", attempt=attempt)
-            token = current_node.set(hop.path)
-            lease_ttl = self.settings.lease_ttl
-            renewal = (
-                None
-                if lease_ttl is None
-                else asyncio.create_task(self._renew_lease(hop.request_id, key, lease_ttl))
-            )
-            try:
-                done = await work(claimed)
-            except NodeError as exc:
-                exc.attempt = max(exc.attempt, attempt)
-                await self._fail(live, hop, key, claimed, exc)
-                return
-            finally:
-                current_node.reset(token)
-                if renewal is not None:
-                    renewal.cancel()
-        await self._settle(live, hop, key, claimed, done, event, plan)
+        try:
+            if done is None:
+                assert claimed is not None
+                done = await self._work(live, hop, key, claimed, work)
+                if done is None:
+                    return
+            await self._settle(live, hop, key, claimed, done, event, plan)
+        finally:
+            if claimed is not None:
+                # This execution no longer runs the step: a redelivery may claim it.
+                # Only the execution that claimed it says so; a duplicate that found it
+                # running must not.
+                self._release(key, claimed)
+
+    async def _work(
+        self,
+        live: LiveRequest,
+        hop: Hop,
+        key: str,
+        claimed: bytes,
+        work: Callable[[bytes], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any] | None:
+        """Run the claimed step; its done record, or ``None`` when it failed (recorded)."""
+        attempt = loads(claimed)["attempt"]
+        self._emit(hop.request_id, hop.path, "started", attempt=attempt)
+        token = current_node.set(hop.path)
+        lease_ttl = self.settings.lease_ttl
+        renewal = (
+            None
+            if lease_ttl is None
+            else asyncio.create_task(self._renew_lease(hop.request_id, key, lease_ttl))
+        )
+        try:
+            return await work(claimed)
+        except NodeError as exc:
+            exc.attempt = max(exc.attempt, attempt)
+            await self._fail(live, hop, key, claimed, exc)
+            return None
+        finally:
+            current_node.reset(token)
+            if renewal is not None:
+                renewal.cancel()
 
     async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
         rid, path = hop.request_id, hop.path

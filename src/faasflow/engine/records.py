@@ -40,9 +40,14 @@ def new_token() -> str:
     return f"{_BOOT}{next(_TOKENS):x}"
 
 
+_ENGINES = itertools.count(1)
+
+
 def process_owner() -> str:
-    """``host:pid:boot`` of this process: who claims a node or a request."""
-    return f"{_HOST}:{os.getpid()}:{_BOOT}"
+    """``host:pid:boot.N``, unique to each engine of this process: who claims a node or a
+    request. Two engines in one process are told apart, so neither takes the other's
+    running step for its own finished one."""
+    return f"{_HOST}:{os.getpid()}:{_BOOT}.{next(_ENGINES)}"
 
 
 def owner_is_local(owner: str) -> bool:
@@ -62,7 +67,7 @@ def owner_alive(owner: str) -> bool:
         return host != _HOST
     pid = int(pid_text)
     if pid == os.getpid():
-        return boot == _BOOT
+        return boot.partition(".")[0] == _BOOT
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,7 +20,11 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from faasflow.errors import StoreError
 from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
@@ -135,8 +139,14 @@ class _RedisStore:
         if self._client is None:
             # A blocking pool: many concurrent hops wait for a connection rather than
             # fail with "too many connections".
+            # A command on a pooled connection that the server closed (it restarted, or a
+            # proxy timed it out) is sent again on a new connection, with a short backoff.
             pool = aioredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=self.max_connections, timeout=30
+                self.url,
+                max_connections=self.max_connections,
+                timeout=30,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
             )
             self._client = aioredis.Redis.from_pool(pool)  # owns the pool: closed with it
         return self._client

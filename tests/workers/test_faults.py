@@ -1,0 +1,263 @@
+"""Faults with real processes: ``faasflow worker`` processes killed, Redis and NATS restarted.
+
+Workers run as separate OS processes, each claiming to be on its own host
+(``FAASFLOW_HOST``), so a dead worker's claims are released only by their leases, as
+between machines. The flow (``flows/fanout.py``) logs every node execution with its pid,
+which is how each test counts effects across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+import faasflow
+from faasflow.engine.records import SUCCEEDED
+from faasflow.errors import StoreError
+from faasflow.workers import Client
+from servers import free_port
+from servers.nats import nats_server
+from servers.redis import redis_server
+
+FLOWS = Path(__file__).parent / "flows"
+FANOUT = FLOWS / "fanout.py"
+_SRC = str(Path(faasflow.__file__).resolve().parents[1])
+_names = itertools.count()
+
+sys.path.insert(0, str(FLOWS))
+import fanout  # noqa: E402
+
+
+class WorkerProcess:
+    """One ``faasflow worker`` process (its own "host")."""
+
+    def __init__(self, flow: str, nats: str, state: str, tmp: Path, *extra: str) -> None:
+        self.host = f"host-{next(_names)}"
+        self.stderr = tmp / f"{self.host}.log"
+        env = dict(
+            os.environ,
+            FAASFLOW_HOST=self.host,
+            PYTHONPATH=os.pathsep.join([_SRC, os.environ.get("PYTHONPATH", "")]),
+        )
+        with self.stderr.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "faasflow", "worker", str(FANOUT), "--name", flow,
+                 "--nats", nats, "--state", state, "--ack-wait", "1", "--concurrency", "8",
+                 *extra],
+                stdout=subprocess.DEVNULL, stderr=err, env=env,
+            )
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while b"ready" not in self.stderr.read_bytes():
+            assert self.process.poll() is None, self.stderr.read_text()
+            assert time.monotonic() < deadline, "worker not ready in time"
+            await asyncio.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(30)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, nats_url: str, redis_url: str) -> Iterator[dict[str, Any]]:
+    """A flow name and Redis namespace of the test's own; workers stopped at the end."""
+    flow = f"faults{next(_names)}"
+    workers: list[WorkerProcess] = []
+
+    def start(*extra: str, nats: str = nats_url, state: str = "") -> WorkerProcess:
+        worker = WorkerProcess(
+            flow, nats, state or f"{redis_url}?namespace={flow}:", tmp_path, *extra
+        )
+        workers.append(worker)
+        return worker
+
+    yield {"flow": flow, "start": start, "nats": nats_url,
+           "state": f"{redis_url}?namespace={flow}:", "tmp": tmp_path}
+    for worker in workers:
+        worker.kill()
+
+
+def executions(log: Path) -> list[tuple[str, int]]:
+    lines = log.read_text().split() if log.exists() else []
+    return [(lines[i], int(lines[i + 1])) for i in range(0, len(lines), 2)]
+
+
+async def until(check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_worker_killed_mid_node_leaves_the_request_to_another(
+    setup: dict[str, Any],
+) -> None:
+    tmp = setup["tmp"]
+    one, two = setup["start"](), setup["start"]()
+    await one.ready()
+    await two.ready()
+    log, marker, gate = tmp / "log", tmp / "marker", tmp / "gate"
+    query = urlencode({"log": log, "marker": marker, "gate": gate})
+    async with Client(fanout.define, flow_name=setup["flow"], nats=setup["nats"],
+                      state_store=setup["state"]) as client:
+        rid = await client.submit(b"in", query=query)
+        await until(marker.exists)
+        victim_pid = int(marker.read_text())
+        victim = one if one.process.pid == victim_pid else two
+        survivor = two if victim is one else one
+        marker.unlink()
+        victim.kill()
+        gate.touch()  # the next run of b1 goes straight through
+        out = await client.wait(rid, timeout=60, poll=0.05)
+        info = await client.info(rid)
+        history = await client.history(rid)
+
+    assert out == fanout.expected(b"in")
+    assert info.status == SUCCEEDED
+    ran = executions(log)
+    counts = Counter(name for name, _ in ran)
+    # b1 ran twice: killed, then again elsewhere; every other node, the join included, once
+    assert counts == {"start": 1, "b0": 1, "b1": 2, "b2": 1, "b3": 1, "join": 1}
+    assert [pid for name, pid in ran if name == "b1"] == [victim_pid, survivor.process.pid]
+    finished = {e["node"]: e for e in history if e["event"] == "finished"}
+    assert finished["b1"]["attempt"] == 2
+    assert all(finished[n]["attempt"] == 1 for n in ("start", "b0", "b2", "b3", "join"))
+
+
+async def test_a_node_that_keeps_killing_its_worker_fails_the_request_clearly(
+    setup: dict[str, Any],
+) -> None:
+    log = setup["tmp"] / "log"
+    query = urlencode({"log": log, "die": "b2"})
+    async with Client(fanout.define, flow_name=setup["flow"], nats=setup["nats"],
+                      state_store=setup["state"]) as client:
+        rid = await client.submit(b"x", query=query)
+        # Each delivery of b2 kills its worker; the third worker is told it was
+        # delivered twice and never finished, and fails the request.
+        for _ in range(2):
+            worker = setup["start"]("--max-deliveries", "2")
+            await until(lambda w=worker: w.process.poll() is not None)
+            assert worker.process.returncode == 3
+        setup["start"]("--max-deliveries", "2")
+        with pytest.raises(faasflow.RequestFailedError) as caught:
+            await client.wait(rid, timeout=60, poll=0.05)
+    # Branches the dying workers had taken died with them too; whichever came back a
+    # third time first fails the request, saying why.
+    assert caught.value.node in fanout.BRANCHES
+    assert "delivered 2 times and never finished" in caught.value.cause
+    assert Counter(name for name, _ in executions(log))["b2"] == 2
+
+
+async def _status_despite_outage(client: Client, rid: str, timeout: float) -> str:
+    """The request's final status, asking again while the store is unreachable."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = (await client.info(rid)).status
+        except StoreError:
+            status = "unknown"
+        if status not in ("running", "unknown"):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"request {rid} still running after {timeout}s")
+
+
+async def test_redis_stopped_mid_flow_and_started_again(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    port = free_port()
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    log, marker, gate = tmp_path / "log", tmp_path / "marker", tmp_path / "gate"
+    with redis_server(folder, port, persist=True) as url:
+        state = f"{url}?namespace=x:"
+        worker = setup["start"]("--max-deliveries", "10", state=state)
+        await worker.ready()
+        client = Client(fanout.define, flow_name=setup["flow"], nats=setup["nats"],
+                        state_store=state)
+        await client.start()
+        gated = await client.submit(b"g", query=urlencode(
+            {"log": log, "marker": marker, "gate": gate}))
+        others = [await client.submit(f"r{i}".encode()) for i in range(10)]
+        await until(marker.exists)
+    # Redis is down while b1 of the gated request runs and the others are in flight.
+    gate.touch()
+    await asyncio.sleep(1.5)
+    try:
+        with redis_server(folder, port, persist=True):
+            statuses = [await _status_despite_outage(client, rid, 90)
+                        for rid in [gated, *others]]
+            results = {rid: await client.result(rid) for rid in [gated, *others]}
+    finally:
+        await client.close()
+    assert statuses == [SUCCEEDED] * 11
+    assert results[gated] == fanout.expected(b"g")
+    for i, rid in enumerate(others):
+        assert results[rid] == fanout.expected(f"r{i}".encode())
+    assert Counter(name for name, _ in executions(log))["join"] == 1
+
+
+async def test_nats_restarted_mid_flow(setup: dict[str, Any], tmp_path: Path) -> None:
+    port = free_port()
+    folder = tmp_path / "nats"
+    log, marker, gate = tmp_path / "log", tmp_path / "marker", tmp_path / "gate"
+    with nats_server(folder, port) as url:
+        worker = setup["start"](nats=url)
+        await worker.ready()
+        client = Client(fanout.define, flow_name=setup["flow"], nats=url,
+                        state_store=setup["state"])
+        await client.start()
+        gated = await client.submit(b"g", query=urlencode(
+            {"log": log, "marker": marker, "gate": gate}))
+        others = [await client.submit(f"r{i}".encode()) for i in range(10)]
+        await until(marker.exists)
+    gate.touch()  # b1 finishes while NATS is down: its successors wait to be published
+    await asyncio.sleep(1.0)
+    try:
+        with nats_server(folder, port):
+            outs = [await client.wait(rid, timeout=90, poll=0.05) for rid in [gated, *others]]
+    finally:
+        await client.close()
+    assert outs[0] == fanout.expected(b"g")
+    assert outs[1:] == [fanout.expected(f"r{i}".encode()) for i in range(10)]
+    assert Counter(name for name, _ in executions(log))["join"] == 1
+
+
+async def test_a_stopped_worker_finishes_its_running_nodes(setup: dict[str, Any]) -> None:
+    tmp = setup["tmp"]
+    log, marker, gate = tmp / "log", tmp / "marker", tmp / "gate"
+    worker = setup["start"]()
+    await worker.ready()
+    async with Client(fanout.define, flow_name=setup["flow"], nats=setup["nats"],
+                      state_store=setup["state"]) as client:
+        rid = await client.submit(b"s", query=urlencode(
+            {"log": log, "marker": marker, "gate": gate}))
+        await until(marker.exists)
+        worker.process.terminate()  # SIGTERM while b1 runs: it finishes, then exits
+        await asyncio.sleep(0.3)
+        gate.touch()
+        assert await asyncio.to_thread(worker.process.wait, 30) == 0
+        replacement = setup["start"]()
+        await replacement.ready()
+        out = await client.wait(rid, timeout=60, poll=0.05)
+    assert out == fanout.expected(b"s")
+    assert Counter(name for name, _ in executions(log))["b1"] == 1
