@@ -138,9 +138,11 @@ async def test_a_worker_killed_mid_node_leaves_the_request_to_another(
     # b1 ran twice: killed, then again elsewhere; every other node, the join included, once
     assert counts == {"start": 1, "b0": 1, "b1": 2, "b2": 1, "b3": 1, "join": 1}
     assert [pid for name, pid in ran if name == "b1"] == [victim_pid, survivor.process.pid]
-    finished = {e["node"]: e for e in history if e["event"] == "finished"}
-    assert finished["b1"]["attempt"] == 2
-    assert all(finished[n]["attempt"] == 1 for n in ("start", "b0", "b2", "b3", "join"))
+    attempts = {e["node"]: e["attempt"] for e in history if e["event"] == "finished"}
+    assert attempts["b1"] == 2
+    # Another node may have been claimed by the victim just before it died: then its
+    # record says attempt 2 although its function ran once (counted above).
+    assert set(attempts) == {"start", "b0", "b1", "b2", "b3", "join"}
 
 
 async def test_a_node_that_keeps_killing_its_worker_fails_the_request_clearly(
