@@ -16,12 +16,13 @@ to write, and botocore's signer plus the async client keeps every call fully asy
 with one connection pool per store.
 
 **Layout.** One bucket per deployment and a key prefix per flow, never a bucket per
-request. A store key is percent-encoded into the object key ``{prefix}{encoded key}``:
-``/`` stays (so a console shows the hierarchy), everything but ASCII letters, digits,
-``-``, ``_`` and ``~`` becomes ``%XX`` of its UTF-8 bytes. ``.`` is escaped too, so no
-object name holds a ``.``/``..`` segment that an HTTP client would normalise away. The
-encoding maps a key prefix to an object-key prefix, which is what ``delete_prefix``
-lists.
+request; the prefixes of two stores must not nest (``a/`` and ``a/b/``), or the outer
+store's ``delete_prefix`` reaches into the inner one. A store key is percent-encoded
+into the object key ``{prefix}{encoded key}``: ``/`` stays (so a console shows the
+hierarchy), everything but ASCII letters, digits, ``-``, ``_`` and ``~`` becomes
+``%XX`` of its UTF-8 bytes. ``.`` is escaped too, so no object name holds a
+``.``/``..`` segment that an HTTP client would normalise away. The encoding maps a key
+prefix to an object-key prefix, which is what ``delete_prefix`` lists.
 
 **Expiry.** S3 has no per-object TTL in seconds (lifecycle rules count whole days), so
 the deadline is object metadata ``x-amz-meta-expires-at`` (epoch seconds, milliseconds
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import re
 import time
@@ -74,7 +76,6 @@ __all__ = ["S3DataStore", "encode_key"]
 EXPIRES_HEADER = "x-amz-meta-expires-at"
 _CONTENT_TYPE = "application/octet-stream"
 _S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
-_PAGE = 1000  # S3's maximum for both ListObjectsV2 and DeleteObjects
 _HEADS_AT_ONCE = 16
 _ATTEMPTS = 3
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
@@ -168,12 +169,19 @@ def _parse_bool(url: str, name: str, value: str) -> bool:
     raise ConfigurationError(f"store URL {url!r}: {name}={value!r}, expected true or false")
 
 
-def _redact(url: str, password: str | None) -> str:
-    if not password:
+def _redact(url: str) -> str:
+    """``url`` with the secret key masked, for error messages.
+
+    Done by hand rather than with ``urlsplit``, so that a secret holding an unencoded
+    ``/`` (which ends the host part early) is masked too.
+    """
+    scheme, sep, rest = url.partition("://")
+    head, question, query = rest.partition("?")
+    userinfo, at, host = head.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
         return url
-    return url.replace(f":{quote(password, safe='')}@", ":***@", 1).replace(
-        f":{password}@", ":***@", 1
-    )
+    return f"{scheme}{sep}{user}:***@{host}{question}{query}"
 
 
 class S3DataStore(DataStore):
@@ -198,6 +206,9 @@ class S3DataStore(DataStore):
         client: an ``httpx.AsyncClient`` to use (not closed by the store).
     """
 
+    page_size = 1000
+    """Keys per ListObjectsV2 page and per DeleteObjects call (S3's maximum for both)."""
+
     def __init__(
         self,
         bucket: str,
@@ -218,9 +229,8 @@ class S3DataStore(DataStore):
                 f"S3 bucket {bucket!r} is not a valid bucket name (3-63 characters: "
                 "lowercase letters, digits, '.' and '-')"
             )
-        if not _PREFIX_SAFE.match(prefix) or any(
-            part in ("", ".", "..") for part in prefix.rstrip("/").split("/") if prefix
-        ):
+        segments = prefix.removesuffix("/").split("/") if prefix else []
+        if not _PREFIX_SAFE.match(prefix) or any(s in ("", ".", "..") for s in segments):
             raise ConfigurationError(
                 f"S3 prefix {prefix!r}: use segments of letters, digits and !-_.*'() "
                 "separated by single '/' (no '.' or '..' segments)"
@@ -250,6 +260,7 @@ class S3DataStore(DataStore):
         self._client = client
         self._owns_client = client is None
         self._base = ""
+        self._root = ""
 
     @classmethod
     def from_url(cls, url: str) -> S3DataStore:
@@ -263,14 +274,19 @@ class S3DataStore(DataStore):
         Raises:
             ConfigurationError: the URL is malformed or has an unknown option.
         """
+        shown = _redact(url)
         try:
             parts = urlsplit(url)
             password = parts.password
         except ValueError as exc:
-            raise ConfigurationError(f"store URL {_redact(url, None)!r}: {exc}") from None
-        shown = _redact(url, password)
+            raise ConfigurationError(f"store URL {shown!r}: {exc}") from None
         if parts.scheme.lower() != "s3":
             raise ConfigurationError(f"store URL {shown!r}: expected an s3:// URL")
+        if "@" in parts.path:
+            raise ConfigurationError(
+                f"store URL {shown!r}: percent-encode the credentials ('/' is %2F); "
+                "an unencoded '/' ends the bucket part early"
+            )
         userinfo, _, bucket = parts.netloc.rpartition("@")
         if not bucket:
             raise ConfigurationError(
@@ -303,14 +319,15 @@ class S3DataStore(DataStore):
                 options[name] = _parse_bool(shown, name, value)
             elif name == "timeout":
                 try:
-                    options[name] = float(value)
+                    seconds = float(value)
                 except ValueError:
-                    options[name] = -1.0
-                if not options[name] > 0:
+                    seconds = -1.0
+                if not seconds > 0:
                     raise ConfigurationError(
                         f"store URL {shown!r}: timeout={value!r} is not a positive number "
                         "of seconds"
-                    ) from None
+                    )
+                options[name] = seconds
             elif not value:
                 raise ConfigurationError(f"store URL {shown!r}: option {name!r} is empty")
             else:
@@ -340,7 +357,7 @@ class S3DataStore(DataStore):
         if self._credentials is None or self.region is None:
             # The credential chain may read files and ask instance metadata over HTTP.
             self._credentials, self.region = await asyncio.to_thread(self._resolve)
-        self._base = self._base_url()
+        self._base, self._root = self._locate()
         if self._client is None:
             self._client = new_client(timeout=self.timeout)
         try:
@@ -368,17 +385,18 @@ class S3DataStore(DataStore):
             )
         return credentials, region
 
-    def _base_url(self) -> str:
+    def _locate(self) -> tuple[str, str]:
+        """The base URL requests go to, and the bucket's path under it."""
         if self.endpoint is not None:
-            return f"{self.endpoint}/{self.bucket}"
+            return self.endpoint, f"/{self.bucket}"
         suffix = "amazonaws.com.cn" if str(self.region).startswith("cn-") else "amazonaws.com"
         if "." in self.bucket:
             # A dotted name does not match the wildcard TLS certificate of virtual hosts.
-            return f"https://s3.{self.region}.{suffix}/{self.bucket}"
-        return f"https://{self.bucket}.s3.{self.region}.{suffix}"
+            return f"https://s3.{self.region}.{suffix}", f"/{self.bucket}"
+        return f"https://{self.bucket}.s3.{self.region}.{suffix}", ""
 
     async def _check_bucket(self) -> None:
-        response = await self._send("open", "HEAD", "", ok=(200, 301, 403, 404))
+        response = await self._send("open", "HEAD", self._root or "/", ok=(200, 301, 403, 404))
         if response.status_code == 200:
             return
         if response.status_code == 404 and self.create_bucket:
@@ -396,9 +414,11 @@ class S3DataStore(DataStore):
                 f"{self!r}: bucket {self.bucket!r} is in {actual}, not {self.region}; "
                 f"set ?region={actual}"
             )
+        # HEAD answers carry no error body: 403 is a refused key, a bad signature or
+        # a bucket policy, and the message can only list them.
         raise StoreError(
-            f"{self!r}: open failed: AccessDenied (HTTP 403) on bucket {self.bucket!r}{where}; "
-            "check the credentials and the bucket policy"
+            f"{self!r}: open failed: AccessDenied (HTTP 403) for bucket {self.bucket!r}{where}; "
+            "check the credentials, the region and the bucket policy"
         )
 
     async def _create_bucket(self) -> None:
@@ -408,11 +428,12 @@ class S3DataStore(DataStore):
                 f'<CreateBucketConfiguration xmlns="{_S3_NS}"><LocationConstraint>'
                 f"{self.region}</LocationConstraint></CreateBucketConfiguration>"
             ).encode()
-        response = await self._send("create_bucket", "PUT", "", body=body, ok=(200, 409))
-        if response.status_code == 409:
-            code, message = _s3_error(response)
-            if code != "BucketAlreadyOwnedByYou":  # another process made it first: fine
-                raise self._error("create_bucket", "", response)
+        response = await self._send(
+            "create_bucket", "PUT", self._root or "/", body=body, ok=(200, 409)
+        )
+        # BucketAlreadyOwnedByYou: another process of ours made it first.
+        if response.status_code == 409 and _s3_error(response)[0] != "BucketAlreadyOwnedByYou":
+            raise self._error("create_bucket", None, response)
 
     # -- the data store -----------------------------------------------------------------
     async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
@@ -480,20 +501,18 @@ class S3DataStore(DataStore):
         return self.prefix + encode_key(key)
 
     def _object(self, key: str) -> str:
-        return "/" + _url_path(self._key(key))
+        return f"{self._root}/{_url_path(self._key(key))}"
 
     async def _purge(self, key: str, etag: str | None) -> None:
         """Delete an expired object unless it was written again meanwhile."""
         headers = {"If-Match": etag} if etag else {}
-        try:
+        # A failed purge changes nothing for the caller (the value reads as absent
+        # either way); the next reader or delete_prefix removes the object.
+        with contextlib.suppress(StoreError):
             await self._send(
                 "purge", "DELETE", self._object(key), headers=headers,
                 ok=(200, 204, 404, 409, 412, 501), key=key,
             )
-        except StoreError:
-            # The caller's answer ("absent") stands either way; the next reader or
-            # delete_prefix removes the object.
-            pass
 
     async def _delete_listed(self, prefix: str, *, expired_only: bool) -> int:
         what = "purge_expired" if expired_only else "delete_prefix"
@@ -503,7 +522,8 @@ class S3DataStore(DataStore):
             """Live (True), expired (False) or already gone (None)."""
             async with gate:
                 head = await self._send(
-                    what, "HEAD", "/" + _url_path(object_key), ok=(200, 404), key=prefix
+                    what, "HEAD", f"{self._root}/{_url_path(object_key)}", ok=(200, 404),
+                    key=prefix,
                 )
             if head.status_code == 404:
                 return None
@@ -512,10 +532,12 @@ class S3DataStore(DataStore):
         removed = 0
         token: str | None = None
         while True:
-            params = {"list-type": "2", "prefix": self._key(prefix)}
+            params = {
+                "list-type": "2", "max-keys": str(self.page_size), "prefix": self._key(prefix)
+            }
             if token:
                 params["continuation-token"] = token
-            listing = await self._send(what, "GET", "/", params=params, key=prefix)
+            listing = await self._send(what, "GET", self._root or "/", params=params, key=prefix)
             root = _xml(listing.content)
             if root is None:
                 raise StoreError(f"{self!r}: {what} {prefix!r} failed: unreadable listing")
@@ -528,21 +550,23 @@ class S3DataStore(DataStore):
                 if state is not None and (not expired_only or state is False)
             ]
             await self._delete_objects(what, prefix, doomed)
-            removed += sum(1 for s in states if s is (False if expired_only else True))
+            counted = not expired_only  # the live ones, or when purging the expired ones
+            removed += sum(1 for state in states if state is counted)
             token = _child_text(root, "NextContinuationToken")
             if _child_text(root, "IsTruncated") != "true" or not token:
                 return removed
 
     async def _delete_objects(self, what: str, prefix: str, keys: Iterable[str]) -> None:
         batch = list(keys)
-        for start in range(0, len(batch), _PAGE):
+        for start in range(0, len(batch), self.page_size):
             objects = "".join(
-                f"<Object><Key>{escape(k)}</Key></Object>" for k in batch[start : start + _PAGE]
+                f"<Object><Key>{escape(k)}</Key></Object>"
+                for k in batch[start : start + self.page_size]
             )
             body = f'<Delete xmlns="{_S3_NS}"><Quiet>true</Quiet>{objects}</Delete>'.encode()
             md5 = hashlib.md5(body, usedforsecurity=False).digest()
             response = await self._send(
-                what, "POST", "/", params={"delete": ""}, body=body, key=prefix,
+                what, "POST", self._root or "/", params={"delete": ""}, body=body, key=prefix,
                 headers={"Content-MD5": base64.b64encode(md5).decode(),
                          "Content-Type": "application/xml"},
             )
@@ -558,7 +582,7 @@ class S3DataStore(DataStore):
 
     @property
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
+        if self._client is None or not self._base:
             raise StoreError(f"{self!r} is not open; use 'async with' or await open()")
         return self._client
 
@@ -566,16 +590,20 @@ class S3DataStore(DataStore):
         self, method: str, url: str, body: bytes, headers: Mapping[str, str]
     ) -> dict[str, str]:
         credentials = self._credentials
-        if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
-            frozen = await asyncio.to_thread(credentials.get_frozen_credentials)
-        else:
-            frozen = credentials.get_frozen_credentials()
         request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-        signer = S3SigV4Auth(frozen, "s3", self.region)
-        if len(body) > _SIGN_IN_THREAD:
-            await asyncio.to_thread(signer.add_auth, request)
-        else:
-            signer.add_auth(request)
+        try:
+            if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
+                # Refreshing asks STS, a container or instance metadata over HTTP.
+                frozen = await asyncio.to_thread(credentials.get_frozen_credentials)
+            else:
+                frozen = credentials.get_frozen_credentials()
+            signer = S3SigV4Auth(frozen, "s3", self.region)
+            if len(body) > _SIGN_IN_THREAD:
+                await asyncio.to_thread(signer.add_auth, request)
+            else:
+                signer.add_auth(request)
+        except BotoCoreError as exc:
+            raise StoreError(f"{self!r}: signing failed: {exc}") from exc
         return {name: str(value) for name, value in request.headers.items()}
 
     async def _send(
@@ -594,13 +622,14 @@ class S3DataStore(DataStore):
 
         Returns the response when its status is in ``ok``; raises StoreError otherwise.
         """
+        client = self._http
         url = self._base + path
         if params:
             url += "?" + _query(params)
         for attempt in range(1, _ATTEMPTS + 1):
             signed = await self._signed_headers(method, url, body, headers or {})
             try:
-                response = await self._http.request(
+                response = await client.request(
                     method, url, headers=signed, content=body if body or method == "PUT" else None
                 )
             except httpx.HTTPError as exc:
@@ -609,8 +638,9 @@ class S3DataStore(DataStore):
                     continue
                 where = self.endpoint or self._base
                 subject = f" {key!r}" if key is not None else ""
+                trouble = "cannot reach" if isinstance(exc, httpx.TransportError) else "with"
                 raise StoreError(
-                    f"{self!r}: {what}{subject} failed: cannot reach {where}: "
+                    f"{self!r}: {what}{subject} failed: {trouble} {where}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             if response.status_code in ok:

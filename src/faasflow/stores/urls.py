@@ -39,6 +39,8 @@ def _redact(url: str) -> str:
 
 def _scheme(url: str) -> str:
     scheme, sep, _ = url.partition("://")
+    if not sep and url[:5].lower() == "file:":
+        return "file"  # file:relative/folder has no "//"
     return scheme.lower() if sep else ""
 
 
