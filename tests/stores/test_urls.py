@@ -96,7 +96,7 @@ def test_bad_sqlite_urls(url: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["etcd://localhost:2379", "postgresql://db/faasflow", "flow.db", "", "sqlite:x.db"]
+    "url", ["mysql://localhost/faasflow", "zookeeper://zk:2181", "flow.db", "", "sqlite:x.db"]
 )
 def test_unknown_scheme(url: str) -> None:
     for from_url in (state_store_from_url, data_store_from_url):
@@ -110,9 +110,17 @@ def test_unknown_scheme(url: str) -> None:
 
 def test_unknown_scheme_hides_password() -> None:
     with pytest.raises(ConfigurationError) as raised:
-        state_store_from_url("postgresql://user:s3cret@db:5432/flows")
+        state_store_from_url("mysql://user:s3cret@db:3306/flows")
     assert "s3cret" not in str(raised.value)
-    assert "postgresql://user:***@db:5432/flows" in str(raised.value)
+    assert "mysql://user:***@db:3306/flows" in str(raised.value)
+
+
+@pytest.mark.parametrize("url", ["etcd://127.0.0.1:2379/flows", "s3://bucket/p", "file:///tmp/x"])
+def test_stores_for_one_kind_only(url: str) -> None:
+    # etcd keeps small records, not data; S3 and folders keep data, not records.
+    from_url = data_store_from_url if url.startswith("etcd") else state_store_from_url
+    with pytest.raises(ConfigurationError, match="unsupported scheme"):
+        from_url(url)
 
 
 def test_redis_urls() -> None:
