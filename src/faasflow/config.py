@@ -13,6 +13,7 @@ environment, through :func:`server_config`. Every error names the variable.
 | secret ``faasflow-control-token`` | — | when set, control routes need ``Authorization: Bearer`` |
 | ``faasflow_state`` | ``$FAASFLOW_STORE`` or a SQLite file | state store URL |
 | ``faasflow_data`` | the state store URL | data store URL |
+| ``faasflow_nats`` | — | NATS server: hops go through JetStream, run by replicas and workers |
 | ``max_body_size`` | ``16777216`` (16 MiB) | largest request or hop body accepted |
 | ``hop_max_age`` | ``3600`` | seconds after which a hop is stale and refused |
 | ``max_wait`` | ``300`` | the longest ``X-Faas-Flow-Wait`` honoured, seconds |
@@ -49,6 +50,7 @@ class ServerConfig:
     control_token: str | None = None
     state_url: str | None = None
     data_url: str | None = None
+    nats_url: str | None = None
     max_body_size: int = 16 * 1024 * 1024
     hop_max_age: float = 3600.0
     max_wait: float = 300.0
@@ -85,6 +87,7 @@ def server_config(
         "control_token": read_secret(CONTROL_TOKEN, mount, env),
         "state_url": env.get("faasflow_state") or None,
         "data_url": env.get("faasflow_data") or None,
+        "nats_url": env.get("faasflow_nats") or None,
         "max_body_size": parse_int(env, "max_body_size", 16 * 1024 * 1024),
         "hop_max_age": parse_float(env, "hop_max_age", 3600.0),
         "max_wait": parse_float(env, "max_wait", 300.0),

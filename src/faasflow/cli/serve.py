@@ -12,6 +12,7 @@ from faasflow.config import server_config
 from faasflow.embedded import Engine
 from faasflow.errors import ConfigurationError, FlowDefinitionError
 from faasflow.transports.inprocess import InProcessTransport
+from faasflow.workers import Worker
 
 __all__ = ["add_parser", "command"]
 
@@ -39,14 +40,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="handler folders for apply() (default: functions/ next to FILE, when it exists)",
     )
     parser.add_argument(
-        "--transport", choices=("gateway", "local"), default="gateway",
-        help="gateway: hops go through the gateway's async route, signed (OpenFaaS); "
-        "local: hops run in this process (one replica, no gateway needed for hops)",
+        "--transport", choices=("gateway", "local", "nats"),
+        help="gateway (the default): hops go through the gateway's async route, signed "
+        "(OpenFaaS); local: hops run in this process (one replica, no gateway needed for "
+        "hops); nats: hops go through NATS JetStream, run by every replica and any "
+        "faasflow worker (the default when --nats or $faasflow_nats is set)",
     )
+    parser.add_argument("--nats", metavar="URL", help="the NATS server ($faasflow_nats)")
     parser.add_argument("--max-body-size", type=int, metavar="BYTES",
                         help="largest body accepted ($max_body_size)")
     parser.add_argument("--concurrency", type=int, default=64,
-                        help="hops run at once with the local transport")
+                        help="hops run at once with the local or NATS transport")
     parser.set_defaults(handler=command)
 
 
@@ -66,11 +70,27 @@ def command(args: argparse.Namespace) -> int:
             state_url=args.state,
             data_url=args.data_store,
             max_body_size=args.max_body_size,
+            nats_url=args.nats,
         )
+        transport = args.transport or ("nats" if config.nats_url else "gateway")
         folder = Path(args.functions) if args.functions else flow.path.parent / "functions"
         functions_dir = folder if folder.is_dir() else None
-        engine = None
-        if args.transport == "local":
+        engine: Engine | None = None
+        if transport == "nats":
+            if not config.nats_url:
+                raise ConfigurationError("--transport nats: pass --nats URL or set faasflow_nats")
+            if not config.state_url:
+                raise ConfigurationError(
+                    "--transport nats: replicas and workers share state; pass --state URL or "
+                    "set faasflow_state (redis://, etcd:// or postgresql://)"
+                )
+            engine = Worker(
+                flow.define, flow_name=config.flow_name, nats=config.nats_url,
+                gateway=config.gateway, state_store=config.state_url,
+                data_store=config.data_url, functions_dir=functions_dir,
+                concurrency=args.concurrency,
+            )
+        elif transport == "local":
             engine = Engine(
                 flow.define, flow_name=config.flow_name, gateway=config.gateway,
                 state_store=config.state_url, data_store=config.data_url,
