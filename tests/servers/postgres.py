@@ -2,7 +2,9 @@
 
 The cluster lives in its own directory, listens on 127.0.0.1 only, keeps its unix socket
 inside that directory (never the system's ``/var/run/postgresql``) and trusts local
-connections. ``fsync`` is off: a test cluster needs speed, not crash safety.
+connections. ``fsync`` is off: a test cluster needs speed, not safety against power loss
+(a commit still reaches the OS before it returns, so it survives ``pg_ctl stop -m
+immediate``, which the tests use to take the server away).
 
 ``initdb`` and ``postgres`` refuse to run as root. As root (CI machines, containers) they
 run as the ``postgres`` system user, in a directory made under the system temp dir and
@@ -100,7 +102,6 @@ class PostgresCluster:
                 f"-c port={self.port}",
                 f"-c unix_socket_directories={self.sockets}",
                 "-c fsync=off",
-                "-c synchronous_commit=off",
                 "-c full_page_writes=off",
                 "-c max_connections=200",
                 "-c shared_buffers=32MB",
