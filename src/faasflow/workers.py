@@ -27,7 +27,8 @@ from faasflow.embedded import Engine
 from faasflow.engine.context import Context
 from faasflow.engine.definition import Define
 from faasflow.engine.hops import Hop
-from faasflow.errors import ConfigurationError
+from faasflow.engine.lifecycle import RequestEnd
+from faasflow.errors import ConfigurationError, FaasFlowError
 from faasflow.stores.base import DataStore, StateStore
 from faasflow.transports.base import HopHandler, Transport
 from faasflow.transports.nats import NatsTransport
@@ -86,6 +87,11 @@ class Worker(Engine):
             lease_ttl=lease_ttl if lease_ttl is not None else ack_wait / 2,
             **options,
         )
+        self._nats = transport
+        self.executor.end_listeners.append(self._announce_end)
+
+    async def _announce_end(self, end: RequestEnd) -> None:
+        await self._nats.announce_end(end.request_id)
 
 
 class _NoTransport(Transport):
@@ -136,11 +142,9 @@ class Client(Engine):
         **options: Any,
     ) -> None:
         options.setdefault("sweep_interval", None)  # workers sweep; a client only asks
-        options["transport"] = (
-            _NoTransport()
-            if nats is None
-            else NatsTransport(nats, flow_name=flow_name, consume=False)
-        )
+        self._nats = None if nats is None else NatsTransport(nats, flow_name=flow_name,
+                                                              consume=False)
+        options["transport"] = self._nats or _NoTransport()
         super().__init__(
             define or _no_definition,
             flow_name=flow_name,
@@ -148,3 +152,24 @@ class Client(Engine):
             data_store=data_store,
             **options,
         )
+
+    async def start(self) -> None:
+        """Open the stores and connect; with NATS, hear of request ends as they happen."""
+        if self._started:
+            return
+        await super().start()
+        if self._nats is not None:
+            await self._nats.on_end(self._ended_elsewhere)
+
+    async def _ended_elsewhere(self, rid: str) -> None:
+        # A worker announced an end: settle this client's waiters now instead of at
+        # their next poll. Announcements are best effort; wait() polls as well.
+        if rid not in self.executor._waiters:
+            return
+        try:
+            result = await self._ended(rid)
+        except FaasFlowError as exc:
+            self.executor._resolve(rid, exc)
+            return
+        if result is not None:
+            self.executor._resolve(rid, result)

@@ -65,6 +65,9 @@ from faasflow.transports.base import Transport
 
 log = logging.getLogger("faasflow.engine")
 
+Seen = dict[str, bytes | None]
+"""Step records as read when a hop arrived, by key: saves reading them again."""
+
 
 class Executor(Lifecycle):
     """Runs the requests of one flow through the three ports."""
@@ -127,7 +130,12 @@ class Executor(Lifecycle):
     async def handle(self, hop: Hop) -> None:
         """Run one hop (the transport's handler)."""
         self._loop = asyncio.get_running_loop()
-        raw = await self.state.get(keys.request(hop.request_id))
+        rid = hop.request_id
+        # One round trip for the request and the step's record (a node's, or a dynamic
+        # node's expansion): both are needed for nearly every hop.
+        step_keys = (keys.node_record(rid, hop.path), keys.expand_record(rid, hop.path))
+        raw, *records = await self.state.get_many([keys.request(rid), *step_keys])
+        seen = dict(zip(step_keys, records, strict=True))
         if raw is None:
             log.warning("hop %s for an unknown or expired request: ignored", hop.id)
             return
@@ -145,12 +153,14 @@ class Executor(Lifecycle):
             log.error("hop %s names no node of flow %s: dropped", hop.id, self.flow_name)
             await self.hops.clear_pending(hop)
             return
+        if status != RUNNING:
+            seen = {}  # held, then released meanwhile: read the records afresh
         if hop.kind == "collect":
-            await self._run_collect(live, hop, node)
+            await self._run_collect(live, hop, node, seen)
         elif node.is_dynamic:
-            await self._run_expand(live, hop, node)
+            await self._run_expand(live, hop, node, seen)
         else:
-            await self._run_task(live, hop, node)
+            await self._run_task(live, hop, node, seen)
 
     async def _hold(self, hop: Hop) -> bool:
         """Keep ``hop`` back while its request is paused or failed.
@@ -162,8 +172,11 @@ class Executor(Lifecycle):
         # A resume may have swept the held hops just before this one was added.
         return raw is not None and loads(raw)["status"] == RUNNING and await self.hops.unhold(hop)
 
-    async def _claim(self, key: str, hop: Hop) -> tuple[dict[str, Any] | None, bytes | None]:
-        """Claim the record at ``key`` for this execution of ``hop``.
+    async def _claim(
+        self, key: str, hop: Hop, seen: Seen
+    ) -> tuple[dict[str, Any] | None, bytes | None]:
+        """Claim the record at ``key`` for this execution of ``hop``; ``seen`` may hold
+        the record as read when the hop arrived.
 
         Returns ``(done_record, None)`` when the step already finished,
         ``(None, claimed_raw)`` when this process now runs it, ``(None, None)`` when
@@ -171,7 +184,7 @@ class Executor(Lifecycle):
         written together, so no other process ever sees a claim without its lease.
         """
         rid = hop.request_id
-        raw = await self.state.get(key)
+        raw = seen[key] if key in seen else await self.state.get(key)
         previous = loads(raw) if raw is not None else None
         if previous is not None:
             if previous["state"] == "done":
@@ -239,10 +252,11 @@ class Executor(Lifecycle):
         event: str,
         work: Callable[[bytes], Awaitable[dict[str, Any]]],
         plan: Callable[[dict[str, Any]], list[Action]],
+        seen: Seen,
     ) -> None:
         """Claim the record at ``key``, run ``work`` (which returns the done record) unless
         the step already finished, then settle: what every kind of hop shares."""
-        done, claimed = await self._claim(key, hop)
+        done, claimed = await self._claim(key, hop, seen)
         if done is None and claimed is None:
             return
         try:
@@ -288,7 +302,7 @@ class Executor(Lifecycle):
             if renewal is not None:
                 renewal.cancel()
 
-    async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
+    async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
         async def work(claimed: bytes) -> dict[str, Any]:
@@ -318,7 +332,8 @@ class Executor(Lifecycle):
             )
 
         await self._step(
-            live, hop, keys.node_record(rid, path), "finished", work, self._after(live, path, node)
+            live, hop, keys.node_record(rid, path), "finished", work,
+            self._after(live, path, node), seen,
         )
 
     def _after(
@@ -415,7 +430,7 @@ class Executor(Lifecycle):
         await self._carry_out(live, plan(done))
         await self.hops.clear_pending(hop)
 
-    async def _run_expand(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
+    async def _run_expand(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
         async def work(claimed: bytes) -> dict[str, Any]:
@@ -433,7 +448,7 @@ class Executor(Lifecycle):
             branches = [(k, r or None) for k, r in record["branches"]]
             return live.planner.expand(live.base, path, branches)
 
-        await self._step(live, hop, keys.expand_record(rid, path), "expanded", work, plan)
+        await self._step(live, hop, keys.expand_record(rid, path), "expanded", work, plan, seen)
 
     async def _choose(
         self, rid: str, path: str, node: NodeSpec, data: bytes, input_ref: str | None
@@ -476,7 +491,7 @@ class Executor(Lifecycle):
             chosen.append((item_key, ref))
         return chosen
 
-    async def _run_collect(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> None:
+    async def _run_collect(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
         async def work(claimed: bytes) -> dict[str, Any]:
@@ -498,7 +513,8 @@ class Executor(Lifecycle):
             )
 
         await self._step(
-            live, hop, keys.node_record(rid, path), "finished", work, self._after(live, path, node)
+            live, hop, keys.node_record(rid, path), "finished", work,
+            self._after(live, path, node), seen,
         )
 
     async def _must(self, key: str) -> bytes:

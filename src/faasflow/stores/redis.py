@@ -130,6 +130,7 @@ class _RedisStore:
         self.namespace = namespace
         self._client = client
         self._owns_client = client is None
+        self._scripts: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.namespace!r}>"
@@ -155,6 +156,18 @@ class _RedisStore:
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
+            self._scripts.clear()  # bound to the closed client
+
+    def _eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]:
+        """Run a Lua script by its SHA (EVALSHA), loading it once per server.
+
+        Sending only the digest saves the script's text on every call; after a server
+        restart (scripts forgotten) it is loaded again.
+        """
+        runner = self._scripts.get(script)
+        if runner is None:
+            runner = self._scripts[script] = self.redis.register_script(script)
+        return runner(keys=keys_and_args[:numkeys], args=keys_and_args[numkeys:])
 
     async def _call(self, what: str, awaitable: Awaitable[Any]) -> Any:
         # redis-py types replies loosely (bytes | str | ...); with decode_responses=False
@@ -217,7 +230,7 @@ class RedisStateStore(_RedisStore, StateStore):
             new or b"",
             _ms(ttl),
         ]
-        done = await self._call("compare_and_set", self.redis.eval(_CAS, 1, self._v(key), *args))
+        done = await self._call("compare_and_set", self._eval(_CAS, 1, self._v(key), *args))
         return bool(done)
 
     async def commit(
@@ -238,7 +251,7 @@ class RedisStateStore(_RedisStore, StateStore):
             else:
                 keys.append(self._l(op.key))
                 args += ["A", op.value, _ms(op.ttl)]
-        done = await self._call("commit", self.redis.eval(_COMMIT, len(keys), *keys, *args))
+        done = await self._call("commit", self._eval(_COMMIT, len(keys), *keys, *args))
         return bool(done)
 
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
@@ -252,14 +265,14 @@ class RedisStateStore(_RedisStore, StateStore):
     async def add_to_set(self, key: str, member: str, *, ttl: float | None = None) -> int:
         size = await self._call(
             "add_to_set",
-            self.redis.eval(_SET_ADD, 2, self._s(key), self._q(key), member, _ms(ttl)),
+            self._eval(_SET_ADD, 2, self._s(key), self._q(key), member, _ms(ttl)),
         )
         return int(size)
 
     async def remove_from_set(self, key: str, member: str) -> bool:
         removed = await self._call(
             "remove_from_set",
-            self.redis.eval(_SET_REMOVE, 2, self._s(key), self._q(key), member),
+            self._eval(_SET_REMOVE, 2, self._s(key), self._q(key), member),
         )
         return bool(removed)
 

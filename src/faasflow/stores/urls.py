@@ -1,7 +1,7 @@
 """Stores from URLs.
 
 State: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
-``redis://host:port/db?namespace=ns:``, ``etcd://host:port/prefix``,
+``redis://host:port/db?namespace=ns:``, ``etcd://host:port/prefix`` (``etcds://`` for TLS),
 ``postgresql://user@host:port/db?table_prefix=…``. Data: the same (but etcd), plus
 ``s3://bucket/prefix?endpoint=…`` and ``file:///abs/folder``. Each backend module parses
 its own URL in a ``from_url`` class method.
@@ -172,6 +172,7 @@ _STATE_STORES: dict[str, Callable[[str], StateStore]] = {
     "sqlite": _sqlite_state,
     "redis": _redis_state,
     "etcd": _etcd_state,
+    "etcds": _etcd_state,
     "postgresql": _postgres_state,
     "postgres": _postgres_state,
 }

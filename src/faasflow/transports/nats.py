@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
@@ -223,6 +224,29 @@ class NatsTransport(Transport):
                 log.warning("publishing hop %s failed (%r); retrying", hop.id, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    # -- request ends -------------------------------------------------------------------
+    @property
+    def ends_subject(self) -> str:
+        """Where workers announce that a request ended (core NATS, outside the stream)."""
+        return f"{self.subject_prefix}-ends.{self.flow_name}"
+
+    async def announce_end(self, request_id: str) -> None:
+        """Tell waiting clients that ``request_id`` ended (best effort: they also poll)."""
+        if self._nc is None:
+            return
+        with contextlib.suppress(NatsError, asyncio.TimeoutError):
+            await self._nc.publish(self.ends_subject, request_id.encode())
+
+    async def on_end(self, callback: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``callback(request_id)`` for each request end announced by a worker."""
+        if self._nc is None:
+            raise TransportError("NATS transport not started")
+
+        async def receive(msg: Msg) -> None:
+            await callback(msg.data.decode())
+
+        await self._nc.subscribe(self.ends_subject, cb=receive)
 
     # -- receiving --------------------------------------------------------------------
     async def _receive(self, msg: Msg) -> None:
