@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 import faasflow
 from servers.redis import redis_server
 
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", "redis"]
+_namespaces = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +25,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store URL of each embedded kind."""
+    """A fresh store URL of each kind: the embedded ones, and Redis (a namespace of the
+    session's server of the test's own) for the shared backends."""
     if request.param == "memory":
         return "memory://"
+    if request.param == "redis":
+        redis_url: str = request.getfixturevalue("redis_url")
+        return f"{redis_url}?namespace=e{next(_namespaces)}:"
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from faasflow.engine.hops import Hop
 
@@ -32,3 +33,17 @@ class Transport(ABC):
 
     async def drain(self) -> None:  # noqa: B027 - optional
         """Wait until nothing is queued or running (in-process transports)."""
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended.
+
+    Cancelled again until it ends: a task whose cancellation was swallowed on its way
+    through a client library (which happens inside connection pools) would otherwise
+    go back to waiting for work, and closing would never return.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from faasflow.engine.hops import Hop
-from faasflow.transports.base import HopHandler, Transport
+from faasflow.transports.base import HopHandler, Transport, cancel_and_wait
 
 log = logging.getLogger("faasflow.transport")
 
@@ -88,7 +88,5 @@ class InProcessTransport(Transport):
             await asyncio.gather(*list(self._retries), return_exceptions=True)
 
     async def close(self) -> None:
-        for task in [*self._workers, *self._retries]:
-            task.cancel()
-        await asyncio.gather(*self._workers, *self._retries, return_exceptions=True)
+        await cancel_and_wait([*self._workers, *self._retries])
         self._workers = []

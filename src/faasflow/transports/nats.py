@@ -39,7 +39,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError, TransportError
-from faasflow.transports.base import HopHandler, Transport
+from faasflow.transports.base import HopHandler, Transport, cancel_and_wait
 
 log = logging.getLogger("faasflow.transport.nats")
 
@@ -187,9 +187,7 @@ class NatsTransport(Transport):
         # another worker after ack_wait.
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.close_grace)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         if self._nc is not None:
             with contextlib.suppress(NatsError, asyncio.TimeoutError):
                 await self._nc.close()
