@@ -117,6 +117,8 @@ class Engine(AsyncResource):
         lease_ttl: seconds a running step's claim lasts unless renewed, where processes
             on several hosts share the stores; ``None`` on one machine (claims are
             checked by pid).
+        max_claims: times a step is taken over from a process that died running it
+            before its request fails instead; ``None``, no limit.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class Engine(AsyncResource):
         stall_after: float | None = 3600.0,
         sweep_interval: float | None = 60.0,
         lease_ttl: float | None = None,
+        max_claims: int | None = None,
     ) -> None:
         url = None
         if state_store is None or isinstance(state_store, str):
@@ -162,7 +165,10 @@ class Engine(AsyncResource):
             transport=self.transport,
             caller=self.registry,
             settings=Settings(
-                default_timeout=default_timeout, result_ttl=result_ttl, lease_ttl=lease_ttl
+                default_timeout=default_timeout,
+                result_ttl=result_ttl,
+                lease_ttl=lease_ttl,
+                max_claims=max_claims,
             ),
         )
         self.failed_ttl = failed_ttl

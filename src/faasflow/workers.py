@@ -49,7 +49,8 @@ class Worker(Engine):
         concurrency: hops this worker runs at once.
         ack_wait: seconds after which a hop of a worker that stopped answering goes to
             another worker.
-        max_deliveries: deliveries of one hop before its request fails.
+        max_deliveries: deliveries of one hop, and starts of one step by workers that
+            died running it, before its request fails.
         lease_ttl: seconds a running node's claim outlives its worker (default:
             half of ``ack_wait``, so the claim is gone when the hop comes back).
         **options: the other :class:`~faasflow.embedded.Engine` options (functions,
@@ -85,6 +86,7 @@ class Worker(Engine):
             data_store=data_store,
             transport=transport,
             lease_ttl=lease_ttl if lease_ttl is not None else ack_wait / 2,
+            max_claims=max_deliveries,
             **options,
         )
         self._nats = transport

@@ -65,6 +65,15 @@ from faasflow.transports.base import Transport
 
 log = logging.getLogger("faasflow.engine")
 
+class _Abandoned(Exception):
+    """A step's claim may not be taken over: it was started too often and never ended."""
+
+    def __init__(self, record: bytes | None, attempts: int) -> None:
+        super().__init__(attempts)
+        self.record = record
+        self.attempts = attempts
+
+
 Seen = dict[str, bytes | None]
 """Step records as read when a hop arrived, by key: saves reading them again."""
 
@@ -117,8 +126,7 @@ class Executor(Lifecycle):
         if not await self.state.compare_and_set(keys.request(rid), None, dumps(record)):
             self._live.pop(rid, None)
             raise DuplicateRequestError(f"request id {rid!r} is already in use", rid)
-        input_ref = keys.request_input(rid)
-        await self.data.put(input_ref, data)
+        input_ref = await self._write(keys.request_input(rid), data)
         await self.state.set(keys.flow_index(self.flow_name, rid), str(record["created"]).encode())
         await self.state.set(keys.live_index(self.flow_name, rid), b"")
         await self._history(rid, "request", "", "started", size=len(data))
@@ -194,6 +202,10 @@ class Executor(Lifecycle):
             ):
                 log.info("hop %s is running elsewhere: duplicate ignored", hop.id)
                 return None, None
+            limit = self.settings.max_claims
+            if previous["state"] == "running" and limit and previous["attempt"] >= limit:
+                # Every process that took this step died in it: it may be what kills them.
+                raise _Abandoned(raw, previous["attempt"])
         claimed = dumps(
             {
                 "state": "running",
@@ -256,7 +268,17 @@ class Executor(Lifecycle):
     ) -> None:
         """Claim the record at ``key``, run ``work`` (which returns the done record) unless
         the step already finished, then settle: what every kind of hop shares."""
-        done, claimed = await self._claim(key, hop, seen)
+        try:
+            done, claimed = await self._claim(key, hop, seen)
+        except _Abandoned as given_up:
+            error = NodeError(
+                f"the step was started {given_up.attempts} times and never finished "
+                "(the process running it died each time)",
+                node=hop.path,
+                attempt=given_up.attempts,
+            )
+            await self._fail(live, hop, key, given_up.record, error)
+            return
         if done is None and claimed is None:
             return
         try:
@@ -319,8 +341,7 @@ class Executor(Lifecycle):
             if not node.operations and single_ref is not None:
                 ref = single_ref  # a pass-through node stores nothing new
             else:
-                ref = keys.node_output(rid, path, token)
-                await self.data.put(ref, output)
+                ref = await self._write(keys.node_output(rid, path, token), output)
             forwarded = await self._forward(rid, path, node, output, token)
             return self._done_record(
                 claimed,
@@ -362,8 +383,7 @@ class Executor(Lifecycle):
                 edge.forwarder, output, node=path, what=f"forwarder of edge to {edge.target.id!r}"
             )
             ref = keys.node_output(rid, path, token, edge.target.id)
-            await self.data.put(ref, data)
-            forwarded[edge.target.id] = ref
+            forwarded[edge.target.id] = await self._write(ref, data)
         return forwarded
 
     def _done_record(
@@ -487,8 +507,7 @@ class Executor(Lifecycle):
                     node=path,
                 )
             ref = keys.branch_input(rid, path, token, index)
-            await self.data.put(ref, bytes(value))
-            chosen.append((item_key, ref))
+            chosen.append((item_key, await self._write(ref, bytes(value))))
         return chosen
 
     async def _run_collect(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
@@ -505,8 +524,7 @@ class Executor(Lifecycle):
                 else b""
             )
             token = new_token()
-            ref = keys.node_output(rid, path, token)
-            await self.data.put(ref, output)
+            ref = await self._write(keys.node_output(rid, path, token), output)
             forwarded = await self._forward(rid, path, node, output, token)
             return self._done_record(
                 claimed, ref=ref, forwarded=forwarded, size_out=len(output), branches=len(results)
@@ -641,6 +659,12 @@ class Executor(Lifecycle):
         try:
             # The record as the last attempt left it (running, of a worker that died).
             claimed = await self.state.get(key)
+            if claimed is not None and loads(claimed)["state"] == "done":
+                # The step itself finished; only what came after it (an ack, a send) kept
+                # failing. Running the hop again re-announces from the record and runs
+                # no user code, so it is no reason to fail the request.
+                await self.handle(hop)
+                return
             attempt = loads(claimed).get("attempt", 1) if claimed is not None else 1
             failure = NodeError(
                 f"the engine could not run this node: {error}", node=hop.path, attempt=attempt

@@ -10,6 +10,7 @@ waiters, and writes the history.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections import OrderedDict
@@ -49,6 +50,10 @@ log = logging.getLogger("faasflow.engine")
 _LIVE_CACHE = 10_000
 
 
+INLINE = "~"
+"""Marks a ref that holds its value (data keys start with a request id, never ``~``)."""
+
+
 @dataclass
 class Settings:
     """Engine knobs, all with defaults that suit an embedded run."""
@@ -57,6 +62,12 @@ class Settings:
     """Seconds a function call may take when its operation sets no timeout."""
     result_ttl: float = 7 * 24 * 3600.0
     """How long a finished request's record, history and result are kept."""
+    inline_limit: int = 1024
+    """Outputs and inputs up to this many bytes travel inside hops and records instead of
+    through the data store (0: always through the data store)."""
+    max_claims: int | None = None
+    """Times a step may be taken over from a process that died running it before the
+    request fails instead (a node that kills its process); ``None``: no limit."""
     lease_ttl: float | None = None
     """Seconds a claim on a running step stays valid unless its process renews it.
 
@@ -154,7 +165,22 @@ class Lifecycle:
             self._live.popitem(last=False)
         return found
 
+    async def _write(self, ref: str, data: bytes) -> str:
+        """Store ``data`` at ``ref`` and return the ref to pass on.
+
+        Values up to ``settings.inline_limit`` bytes are not stored: they travel inside
+        the ref itself (``~`` + base64), in the hop, the node record and the join set,
+        which are durable in the state store by the same commit that announces them.
+        That saves a data-store write and a read per small value.
+        """
+        if len(data) <= self.settings.inline_limit:
+            return INLINE + base64.urlsafe_b64encode(data).decode()
+        await self.data.put(ref, data)
+        return ref
+
     async def _read(self, ref: str, path: str) -> bytes:
+        if ref.startswith(INLINE):
+            return base64.urlsafe_b64decode(ref[len(INLINE) :])
         data = await self.data.get(ref)
         if data is None:
             raise OperationError(f"input data {ref!r} is missing (expired or deleted)", node=path)
