@@ -79,6 +79,7 @@ class CelerySide:
         self._logs: list[Path] = []
         self._servers: list[int] = []
         self._thread: ThreadPoolExecutor | None = None
+        self._busy = 0  # calls on the client thread not yet answered
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, workdir: Path, workers: int) -> None:
@@ -149,10 +150,15 @@ class CelerySide:
         if self._thread is not None:
             import celery_tasks
 
-            # The client's pools and the backend's pub/sub connection, on the thread
-            # that opened them.
-            await self._call(celery_tasks.app.close)
-            self._thread.shutdown()
+            if self._busy:
+                # Interrupted mid-call: that thread may wait for an answer that will never
+                # come once the workers are gone; do not wait for it.
+                self._thread.shutdown(wait=False, cancel_futures=True)
+            else:
+                # The client's pools and the backend's pub/sub connection, on the thread
+                # that opened them.
+                await self._call(celery_tasks.app.close)
+                self._thread.shutdown()
             self._thread = None
         # ExitStack unwinds in reverse: the workers first, then redis-server.
         self._stack.close()
@@ -161,7 +167,11 @@ class CelerySide:
 
     async def _call(self, function: Callable[[], T]) -> T:
         assert self._thread is not None, "start() first"
-        return await asyncio.get_running_loop().run_in_executor(self._thread, function)
+        self._busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, function)
+        finally:
+            self._busy -= 1
 
     # -- the measurements --------------------------------------------------------------
     async def chain(self, n: int, payload: bytes) -> bytes:
