@@ -51,6 +51,12 @@ def bad_hops(genuine: CapturedHop, other_rid: str) -> dict[str, tuple[bytes, dic
     hop = Hop.from_json(body)
     tampered_path = body.replace(b'"path":"a"', b'"path":"c"')
     assert tampered_path != body
+    # The input ref (a data key, or a small value carried inline) with a byte changed,
+    # under the genuine signature.
+    ((name, ref),) = hop.inputs
+    tampered_input = replace(hop, inputs=((name, ref[:-1] + ("x" if ref[-1] != "x" else "y")),))
+    tampered_input_body = tampered_input.json.encode()
+    assert tampered_input_body != body
     raw = json.loads(body)
     non_canonical = json.dumps(raw, indent=1, sort_keys=True).encode()
     return {
@@ -60,7 +66,7 @@ def bad_hops(genuine: CapturedHop, other_rid: str) -> dict[str, tuple[bytes, dic
         "forged (wrong key)": (body, signed(body, b"not-the-secret")),
         "forged (signature of another body)": (body, signed(body + b" ")),
         "tampered path": (tampered_path, headers),
-        "tampered input": (body.replace(b"/in", b"/ix"), headers),
+        "tampered input": (tampered_input_body, headers),
         "tampered sent_at": (resigned(hop, sent_at=hop.sent_at + 1)[0], headers),
         "non-canonical": (non_canonical, signed(non_canonical)),
         "stale": resigned(hop, sent_at=time.time() - 7200),
