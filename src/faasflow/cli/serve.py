@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from faasflow.config import server_config
 from faasflow.embedded import Engine
 from faasflow.errors import ConfigurationError, FlowDefinitionError
 from faasflow.transports.inprocess import InProcessTransport
-from faasflow.workers import Worker
 
 __all__ = ["add_parser", "command"]
 
@@ -76,29 +76,21 @@ def command(args: argparse.Namespace) -> int:
         folder = Path(args.functions) if args.functions else flow.path.parent / "functions"
         functions_dir = folder if folder.is_dir() else None
         engine: Engine | None = None
+        options: dict[str, object] = {"functions_dir": functions_dir}
         if transport == "nats":
             if not config.nats_url:
                 raise ConfigurationError("--transport nats: pass --nats URL or set faasflow_nats")
-            if not config.state_url:
-                raise ConfigurationError(
-                    "--transport nats: replicas and workers share state; pass --state URL or "
-                    "set faasflow_state (redis://, etcd:// or postgresql://)"
-                )
-            engine = Worker(
-                flow.define, flow_name=config.flow_name, nats=config.nats_url,
-                gateway=config.gateway, state_store=config.state_url,
-                data_store=config.data_url, functions_dir=functions_dir,
-                concurrency=args.concurrency,
-            )
-        elif transport == "local":
+            options["concurrency"] = args.concurrency
+        elif config.nats_url:  # another transport chosen over $faasflow_nats
+            config = dataclasses.replace(config, nats_url=None)
+        if transport == "local":
             engine = Engine(
                 flow.define, flow_name=config.flow_name, gateway=config.gateway,
                 state_store=config.state_url, data_store=config.data_url,
                 functions_dir=functions_dir,
                 transport=InProcessTransport(concurrency=args.concurrency),
             )
-        app = create_app(flow.define, config=config, engine=engine,
-                         engine_options={"functions_dir": functions_dir})
+        app = create_app(flow.define, config=config, engine=engine, engine_options=options)
         # A bad definition fails here, before the port is bound.
         app.state.flow_server.engine.describe()
     except (ConfigurationError, FlowDefinitionError) as exc:

@@ -156,6 +156,10 @@ environment:
   # faasflow_state: "sqlite:////tmp/faasflow.db"
   # The data store URL (node outputs, context values); the state store's by default.
   # faasflow_data: ""
+  # A NATS server (nats://nats.openfaas:4222): hops go through JetStream instead of the
+  # gateway's async route, run by every replica and by any `faasflow worker` of the flow.
+  # Needs a shared faasflow_state.
+  # faasflow_nats: ""
   # The largest request or hop body accepted, in bytes.
   # max_body_size: "{_default("max_body_size")}"
   # Seconds after which a hop is stale and refused.

@@ -40,6 +40,7 @@ from faasflow.engine import keys
 from faasflow.engine.definition import Define
 from faasflow.engine.records import FAILED, STOPPED, SUCCEEDED, RequestInfo
 from faasflow.errors import (
+    ConfigurationError,
     DuplicateRequestError,
     FaasFlowError,
     FlowDefinitionError,
@@ -97,20 +98,28 @@ def create_app(
             engine (``functions``, ``functions_dir``, ``state_store``, ``data_store``...);
             they win over ``config``.
 
+    With ``config.nats_url`` (``faasflow_nats``) the default engine sends hops through
+    NATS JetStream instead, and runs them too, like a ``faasflow worker``.
+
     Raises:
-        ConfigurationError: no ``faasflow-hmac-secret`` for the gateway transport.
+        ConfigurationError: no ``faasflow-hmac-secret`` for the gateway transport, or
+            no shared state store for NATS.
     """
     if engine is None:
-        transport = OpenFaaSTransport(
-            gateway=config.gateway, flow_name=config.flow_name, secret=config.hmac_secret or b""
-        )
         options: dict[str, Any] = {
             "gateway": config.gateway,
             "state_store": config.state_url,
             "data_store": config.data_url,
             **(engine_options or {}),
         }
-        engine = Engine(define, flow_name=config.flow_name, transport=transport, **options)
+        if config.nats_url:
+            engine = _nats_engine(define, config, options)
+        else:
+            transport = OpenFaaSTransport(
+                gateway=config.gateway, flow_name=config.flow_name,
+                secret=config.hmac_secret or b"",
+            )
+            engine = Engine(define, flow_name=config.flow_name, transport=transport, **options)
     server = _FlowServer(engine, config)
 
     @contextlib.asynccontextmanager
@@ -133,6 +142,20 @@ def create_app(
     app.state.flow_server = server
     app.add_middleware(_FirstRequest, server=server)
     return app
+
+
+def _nats_engine(define: Define, config: ServerConfig, options: dict[str, Any]) -> Engine:
+    """Hops through NATS JetStream: this replica runs them, as does any other replica or
+    ``faasflow worker`` of the flow, so the stores must be shared ones."""
+    from faasflow.workers import Worker
+
+    if not options.get("state_store"):
+        raise ConfigurationError(
+            "faasflow_nats: replicas and workers share the request state; set faasflow_state "
+            "to a shared store (redis://, etcd:// or postgresql://)"
+        )
+    assert config.nats_url is not None
+    return Worker(define, flow_name=config.flow_name, nats=config.nats_url, **options)
 
 
 class _FirstRequest:
