@@ -184,10 +184,12 @@ async def test_a_malformed_message_is_dropped(transports, flow: str, nats_url: s
     assert [h.request_id for h in got] == ["after"]
 
 
-async def test_send_waits_out_a_short_outage_then_fails(tmp_path: Path) -> None:
+async def test_a_confirmed_send_waits_out_a_short_outage_then_fails(tmp_path: Path) -> None:
     port = free_port()
     with nats_server(tmp_path, port) as url:
-        sender = NatsTransport(url, flow_name="outage", consume=False, publish_timeout=1.0)
+        sender = NatsTransport(
+            url, flow_name="outage", consume=False, publish_timeout=1.0, confirm=True
+        )
         await sender.start(lambda h: asyncio.sleep(0))
     try:
         started = time.monotonic()

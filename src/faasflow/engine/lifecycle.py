@@ -47,7 +47,7 @@ from faasflow.stores.base import DataStore, StateStore
 
 log = logging.getLogger("faasflow.engine")
 
-_LIVE_CACHE = 10_000
+_LIVE_CACHE = 1024
 
 
 INLINE = "~"

@@ -14,8 +14,13 @@ JetStream hands each hop to one worker and keeps it until that worker acknowledg
   its worker, a store that stays down) goes to ``on_undeliverable``, which fails the
   request with a record saying so, and is then acked. JetStream's own ``max_deliver`` is
   not used: when it runs out the server drops the message silently.
-* **Published once stored.** :meth:`send` returns after JetStream confirmed the hop is in
-  the stream; while the server is away it retries for ``publish_timeout`` seconds.
+* **Published without waiting, by default.** Before a hop is sent, the engine has already
+  recorded it as pending in the state store, in the same commit that recorded the node
+  before it as done; a hop lost on its way (the server went away with it) is sent again
+  by the workers' sweeper after ``resend_after``. So :meth:`send` hands the hop to the
+  connection and goes on (while the server is away, the client keeps it until it is
+  back). With ``confirm=True`` it waits until JetStream has stored the hop, retrying for
+  ``publish_timeout`` seconds: a round trip per hop, for recovery without the sweeper.
 
 Only this module imports nats-py; its errors become :class:`TransportError`.
 """
@@ -71,6 +76,7 @@ class NatsTransport(Transport):
         publish_timeout: seconds :meth:`send` keeps trying while the server is away.
         close_grace: seconds :meth:`close` lets running hops finish.
         connect_timeout: seconds :meth:`start` tries to reach the server.
+        confirm: wait for JetStream's confirmation of each published hop.
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class NatsTransport(Transport):
         publish_timeout: float = 30.0,
         close_grace: float = 10.0,
         connect_timeout: float = 10.0,
+        confirm: bool = False,
     ) -> None:
         self.url = url
         self.flow_name = _check_token("flow name", flow_name)
@@ -103,6 +110,7 @@ class NatsTransport(Transport):
         self.publish_timeout = publish_timeout
         self.close_grace = close_grace
         self.connect_timeout = connect_timeout
+        self.confirm = confirm
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._sub: Any = None
@@ -199,14 +207,22 @@ class NatsTransport(Transport):
 
     # -- sending ----------------------------------------------------------------------
     async def send(self, hop: Hop) -> None:
-        """Publish ``hop``; returns once JetStream has stored it.
+        """Publish ``hop``; with ``confirm``, return once JetStream has stored it.
 
         Raises:
             TransportError: the server did not confirm within ``publish_timeout``.
         """
-        if self._js is None:
+        if self._js is None or self._nc is None:
             raise TransportError("NATS transport not started")
         headers = {TRACEPARENT: hop.trace} if hop.trace else None
+        if not self.confirm:
+            try:
+                await self._nc.publish(self.subject, hop.json.encode(), headers=headers)
+            except NatsError as exc:
+                raise TransportError(
+                    f"NATS at {self.url}: could not publish hop {hop.id}: {exc!r}"
+                ) from exc
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
         delay = 0.05
