@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from faasflow.errors import StoreError
-from faasflow.stores.base import DataStore, StateStore
+from faasflow.stores.base import Append, DataStore, Put, StateStore
 from faasflow.stores.redis import RedisDataStore, RedisStateStore
 
 from .contract import DataStoreContract, StateStoreContract
@@ -53,3 +55,48 @@ async def test_namespaces_keep_stores_apart(redis_url: str) -> None:
 
 async def test_compare_and_set_race_between_processes(redis_url: str) -> None:
     await race_between_processes(f"{redis_url}?namespace={_namespace()}")
+
+
+async def test_a_folder_is_deleted_from_its_index_without_scanning(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = _namespace()
+    async with RedisStateStore(redis_url, namespace=namespace) as state, \
+            RedisDataStore(redis_url, namespace=namespace) as data:
+        await state.set("r/R1/n/a", b"1")
+        await state.compare_and_set("r/R1/n/b", None, b"2")
+        await state.commit([Put("r/R1/p/x", b"3"), Append("r/R1/l/y", b"4")])
+        await state.add_to_set("r/R1/j/c", "m")
+        await state.increment("r/R1/k", 5)
+        await state.set("r/R1/gone", b"x", ttl=0.01)
+        await state.set("r/R10/n/a", b"neighbour")
+        await state.set("r/R1", b"the record itself")
+        await data.put("R1/o/a", b"out")
+        await data.put("R1/in", b"in")
+        await data.put("R10/in", b"neighbour")
+        await asyncio.sleep(0.05)  # r/R1/gone expires
+
+        async def no_scan(pattern: str) -> list[bytes]:
+            raise AssertionError(f"scanned for {pattern}")
+
+        monkeypatch.setattr(state, "_scan", no_scan)
+        monkeypatch.setattr(data, "_scan", no_scan)
+        assert await state.delete_prefix("r/R1/") == 6  # the live ones, every kind
+        assert await data.delete_prefix("R1/") == 2
+        assert await state.get("r/R1/n/a") is None
+        assert await state.set_members("r/R1/j/c") == []
+        assert await state.read_list("r/R1/l/y") == []
+        assert await state.get("r/R10/n/a") == b"neighbour"
+        assert await state.get("r/R1") == b"the record itself"
+        assert await data.get("R1/in") is None
+        assert await data.get("R10/in") == b"neighbour"
+        # nothing of the folder is left behind, its index included
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            left = sorted([k.decode() async for k in client.scan_iter(match=f"{namespace}*")])
+        finally:
+            await client.aclose()
+        assert left == sorted(
+            f"{namespace}{k}"
+            for k in ("v:r/R10/n/a", "i:r/R10/", "v:r/R1", "d:R10/in", "i:R10/")
+        )

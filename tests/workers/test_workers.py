@@ -162,8 +162,9 @@ async def test_finished_requests_leave_only_result_and_history_which_expire(
     async for key in redis.scan_iter(match=f"{namespace}*"):
         left[key.decode()[len(namespace):]] = await redis.pttl(key)
     # The Redis store's kinds: v: values, l: lists, d: data.
-    kept = {f"{kind}/{rid}" for rid in rids for kind in ("v:r", "l:h", "d:result")}
-    kept |= {f"v:f/{options['flow_name']}/{rid}" for rid in rids}
+    kept = {f"{kind}/{rid}" for rid in rids for kind in ("v:r", "l:h")}
+    kept |= {f"d:result:{rid}" for rid in rids}
+    kept |= {f"v:f:{options['flow_name']}/{rid}" for rid in rids}
     assert set(left) == kept, sorted(set(left) ^ kept)
     # The record outlives the result (twice its TTL), so an expired result reads as
     # expired rather than unknown.

@@ -2,8 +2,8 @@
 
 Per request ``R`` the state store holds the request record ``r/R`` and everything under
 ``r/R/`` (node records, join sets, branch sets, pending and held hops), plus the history
-``h/R`` and the flow index ``f/FLOW/R``; the data store holds ``R/…`` (inputs, outputs,
-context values) and the result ``result/R``. A finished request is cleaned by deleting the
+``h/R`` and the flow index ``f:FLOW/R``; the data store holds ``R/…`` (inputs, outputs,
+context values) and the result ``result:R``. A finished request is cleaned by deleting the
 two ``R`` prefixes; what stays (record, history, index, result) expires.
 """
 
@@ -70,12 +70,14 @@ def history(rid: str) -> str:
 
 
 def flow_index(flow: str, rid: str = "") -> str:
-    return f"f/{flow}/{rid}"
+    # Flat (two segments), like the live index and the result: keys that only expire
+    # stay out of the folders stores group for ``delete_prefix`` (see stores/redis.py).
+    return f"f:{flow}/{rid}"
 
 
 def live_index(flow: str, rid: str = "") -> str:
     """Unfinished requests of a flow, for recovery and the stall detector."""
-    return f"live/{flow}/{rid}"
+    return f"live:{flow}/{rid}"
 
 
 def data_prefix(rid: str) -> str:
@@ -99,4 +101,4 @@ def context_value(rid: str, key: str) -> str:
 
 
 def result(rid: str) -> str:
-    return f"result/{rid}"
+    return f"result:{rid}"

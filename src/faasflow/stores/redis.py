@@ -8,6 +8,13 @@ lists) never collide::
     {ns}s:{key}   set: a sorted set scored by first-add order ({ns}q:{key} is its counter)
     {ns}l:{key}   list
     {ns}d:{key}   data store bytes
+    {ns}i:{folder}  the folder's keys (see below)
+
+Keys are grouped into folders for :meth:`delete_prefix`: a key with more segments than
+the store's ``folder_depth`` (2 for state, ``r/R/…``; 1 for data, ``R/…``) is listed in
+its folder's index set, written in the same round trip as the key. Deleting a whole
+folder then costs its own keys, not a scan of the server's keyspace (which grows with
+every result kept); any other prefix is found by scanning.
 
 Every read-modify-write is one Lua script, so it is atomic on the server and costs one
 round trip: compare-and-set, add-to-set-and-count, and ``commit``. Errors of the client
@@ -29,7 +36,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from faasflow.errors import StoreError
 from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
 
-# KEYS[1] value key; ARGV: has_expected, expected, has_new, new, ttl_ms (0 = none)
+# KEYS[1] value key, KEYS[2] its folder index (optional);
+# ARGV: has_expected, expected, has_new, new, ttl_ms (0 = none)
 _CAS = """
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
@@ -43,17 +51,20 @@ if ARGV[3] == '1' then
   else
     redis.call('SET', KEYS[1], ARGV[4])
   end
+  if KEYS[2] then redis.call('SADD', KEYS[2], KEYS[1]) end
 else
   redis.call('DEL', KEYS[1])
 end
 return 1
 """
 
-# KEYS[1] set, KEYS[2] its counter; ARGV: member, ttl_ms (0 = keep the deadline)
+# KEYS[1] set, KEYS[2] its counter, KEYS[3] its folder index (optional);
+# ARGV: member, ttl_ms (0 = keep the deadline)
 _SET_ADD = """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then
   local seq = redis.call('INCR', KEYS[2])
   redis.call('ZADD', KEYS[1], seq, ARGV[1])
+  if KEYS[3] then redis.call('SADD', KEYS[3], KEYS[1]) end
   local left = redis.call('PTTL', KEYS[1])
   if tonumber(ARGV[2]) == 0 and left > 0 then redis.call('PEXPIRE', KEYS[2], left) end
 end
@@ -71,12 +82,14 @@ if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
 return removed
 """
 
-# KEYS: the required keys, then the written keys, in order.
-# ARGV: n_required, then per required key (present, value), then per write
-# (op, value, ttl_ms) where op is P (put), D (delete) or A (append).
+# KEYS: the required keys, then the written keys, in order, then the folder indexes.
+# ARGV: n_required, n_written, then per required key (present, value), then per write
+# (op, value, ttl_ms, index) where op is P (put), D (delete) or A (append) and index is
+# the position in KEYS of the written key's folder index (0: none).
 _COMMIT = """
 local n = tonumber(ARGV[1])
-local arg = 2
+local last = n + tonumber(ARGV[2])
+local arg = 3
 for i = 1, n do
   local current = redis.call('GET', KEYS[i])
   if ARGV[arg] == '1' then
@@ -86,8 +99,9 @@ for i = 1, n do
   end
   arg = arg + 2
 end
-for i = n + 1, #KEYS do
+for i = n + 1, last do
   local op, value, ttl = ARGV[arg], ARGV[arg + 1], tonumber(ARGV[arg + 2])
+  local index = tonumber(ARGV[arg + 3])
   if op == 'P' then
     if ttl > 0 then redis.call('SET', KEYS[i], value, 'PX', ttl)
     else redis.call('SET', KEYS[i], value) end
@@ -97,7 +111,11 @@ for i = n + 1, #KEYS do
     redis.call('RPUSH', KEYS[i], value)
     if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
   end
-  arg = arg + 3
+  if index > 0 then
+    if op == 'D' then redis.call('SREM', KEYS[index], KEYS[i])
+    else redis.call('SADD', KEYS[index], KEYS[i]) end
+  end
+  arg = arg + 4
 end
 return 1
 """
@@ -115,7 +133,10 @@ def _glob_escape(text: str) -> str:
 
 
 class _RedisStore:
-    """Connection handling shared by both Redis stores."""
+    """Connection handling and folder indexes shared by both Redis stores."""
+
+    folder_depth = 1
+    """Segments of a key that name its folder (see the module docstring)."""
 
     def __init__(
         self,
@@ -177,6 +198,46 @@ class _RedisStore:
         except RedisError as exc:
             raise StoreError(f"Redis store {self.namespace!r}: {what} failed: {exc}") from exc
 
+    def _index(self, key: str) -> str | None:
+        """The index set of ``key``'s folder, or ``None`` for a key too short to have one."""
+        parts = key.split("/", self.folder_depth)
+        if len(parts) <= self.folder_depth:
+            return None
+        return f"{self.namespace}i:{'/'.join(parts[: self.folder_depth])}/"
+
+    def _is_folder(self, prefix: str) -> bool:
+        """Whether ``prefix`` is exactly one folder (``a/b/`` at depth 2)."""
+        parts = prefix.split("/")
+        return len(parts) == self.folder_depth + 1 and parts[-1] == "" and all(parts[:-1])
+
+    async def _write_indexed(self, what: str, name: str, key: str, command: Any) -> None:
+        """Run ``command`` (a pipeline method call on ``name``) and list ``name`` in
+        ``key``'s folder index, in one transaction."""
+        index = self._index(key)
+        async with self.redis.pipeline(transaction=index is not None) as pipe:
+            command(pipe)
+            if index is not None:
+                pipe.sadd(index, name)
+            await self._call(what, pipe.execute())
+
+    async def _delete_folder(self, prefix: str, extra: Any = None) -> int:
+        """Delete every key listed in the folder ``prefix``'s index, and the index; the
+        number of live keys deleted. ``extra`` maps a listed name to companions to delete
+        with it (a set's counter)."""
+        index = f"{self.namespace}i:{prefix}"
+        names: list[bytes] = list(await self._call("delete_prefix", self.redis.smembers(index)))
+        if not names:
+            await self._call("delete_prefix", self.redis.delete(index))
+            return 0
+        companions = [c for n in names for c in (extra(n) if extra else ())]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*names)
+            if companions:
+                pipe.delete(*companions)
+            pipe.delete(index)
+            results = await self._call("delete_prefix", pipe.execute())
+        return int(results[0])
+
     async def _scan(self, pattern: str) -> list[bytes]:
         found: list[bytes] = []
         async for key in self.redis.scan_iter(match=pattern, count=1000):
@@ -192,6 +253,8 @@ class RedisStateStore(_RedisStore, StateStore):
         namespace: prefix of every key, so stores can share one Redis.
         client: an existing ``redis.asyncio.Redis`` (``decode_responses=False``).
     """
+
+    folder_depth = 2
 
     def _v(self, key: str) -> str:
         return f"{self.namespace}v:{key}"
@@ -218,7 +281,10 @@ class RedisStateStore(_RedisStore, StateStore):
         return values
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await self._call("set", self.redis.set(self._v(key), value, px=_ms(ttl) or None))
+        name = self._v(key)
+        await self._write_indexed(
+            "set", name, key, lambda pipe: pipe.set(name, value, px=_ms(ttl) or None)
+        )
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
@@ -230,7 +296,9 @@ class RedisStateStore(_RedisStore, StateStore):
             new or b"",
             _ms(ttl),
         ]
-        done = await self._call("compare_and_set", self._eval(_CAS, 1, self._v(key), *args))
+        index = self._index(key)
+        names = [self._v(key)] if index is None else [self._v(key), index]
+        done = await self._call("compare_and_set", self._eval(_CAS, len(names), *names, *args))
         return bool(done)
 
     async def commit(
@@ -238,19 +306,26 @@ class RedisStateStore(_RedisStore, StateStore):
     ) -> bool:
         required = list((require or {}).items())
         keys = [self._v(k) for k, _ in required]
-        args: list[Any] = [len(required)]
+        args: list[Any] = [len(required), len(writes)]
         for _, expected in required:
             args += ["1" if expected is not None else "0", expected or b""]
+        indexes: dict[str, int] = {}  # index name -> its position in KEYS (1-based)
+        first_index = len(keys) + len(writes) + 1
         for op in writes:
+            index = self._index(op.key)
+            position = 0
+            if index is not None:
+                position = indexes.setdefault(index, first_index + len(indexes))
             if isinstance(op, Put):
                 keys.append(self._v(op.key))
-                args += ["P", op.value, _ms(op.ttl)]
+                args += ["P", op.value, _ms(op.ttl), position]
             elif isinstance(op, Delete):
                 keys.append(self._v(op.key))
-                args += ["D", b"", 0]
+                args += ["D", b"", 0, position]
             else:
                 keys.append(self._l(op.key))
-                args += ["A", op.value, _ms(op.ttl)]
+                args += ["A", op.value, _ms(op.ttl), position]
+        keys += list(indexes)
         done = await self._call("commit", self._eval(_COMMIT, len(keys), *keys, *args))
         return bool(done)
 
@@ -263,9 +338,10 @@ class RedisStateStore(_RedisStore, StateStore):
         return found if limit is None else found[:limit]
 
     async def add_to_set(self, key: str, member: str, *, ttl: float | None = None) -> int:
+        index = self._index(key)
+        names = [self._s(key), self._q(key)] + ([index] if index is not None else [])
         size = await self._call(
-            "add_to_set",
-            self._eval(_SET_ADD, 2, self._s(key), self._q(key), member, _ms(ttl)),
+            "add_to_set", self._eval(_SET_ADD, len(names), *names, member, _ms(ttl))
         )
         return int(size)
 
@@ -281,10 +357,13 @@ class RedisStateStore(_RedisStore, StateStore):
         return [m.decode() for m in members]
 
     async def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
+        name, index = self._v(key), self._index(key)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(self._v(key), by)
+            pipe.incrby(name, by)
             if ttl is not None:
-                pipe.pexpire(self._v(key), _ms(ttl))
+                pipe.pexpire(name, _ms(ttl))
+            if index is not None:
+                pipe.sadd(index, name)
             results = await self._call("increment", pipe.execute())
         return int(results[0])
 
@@ -296,11 +375,23 @@ class RedisStateStore(_RedisStore, StateStore):
         return items
 
     async def delete(self, key: str) -> None:
-        await self._call(
-            "delete", self.redis.delete(self._v(key), self._s(key), self._q(key), self._l(key))
-        )
+        names = (self._v(key), self._s(key), self._q(key), self._l(key))
+        index = self._index(key)
+        async with self.redis.pipeline(transaction=index is not None) as pipe:
+            pipe.delete(*names)
+            if index is not None:
+                pipe.srem(index, *names)
+            await self._call("delete", pipe.execute())
 
     async def delete_prefix(self, prefix: str) -> int:
+        if self._is_folder(prefix):
+            sets = self._s("").encode()
+            return await self._delete_folder(
+                prefix,
+                lambda name: [self._q(name[len(sets) :].decode())]
+                if name.startswith(sets)
+                else [],
+            )
         doomed: list[bytes] = []
         for kind in ("v", "s", "l"):
             pattern = _glob_escape(f"{self.namespace}{kind}:{prefix}") + "*"
@@ -310,11 +401,14 @@ class RedisStateStore(_RedisStore, StateStore):
             for k in doomed
             if k.startswith(self._s("").encode())
         ]
-        if not doomed:
+        indexes = await self._call(
+            "delete_prefix", self._scan(_glob_escape(f"{self.namespace}i:{prefix}") + "*")
+        )
+        if not doomed and not indexes:
             return 0
-        deleted = await self._call("delete_prefix", self.redis.delete(*doomed))
-        if counters:
-            await self._call("delete_prefix", self.redis.delete(*counters))
+        deleted = await self._call("delete_prefix", self.redis.delete(*doomed)) if doomed else 0
+        if counters or indexes:
+            await self._call("delete_prefix", self.redis.delete(*counters, *indexes))
         return int(deleted)
 
     async def expire(self, key: str, ttl: float) -> None:
@@ -334,17 +428,32 @@ class RedisDataStore(_RedisStore, DataStore):
         return f"{self.namespace}d:{key}"
 
     async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
-        await self._call("put", self.redis.set(self._d(key), data, px=_ms(ttl) or None))
+        name = self._d(key)
+        await self._write_indexed(
+            "put", name, key, lambda pipe: pipe.set(name, data, px=_ms(ttl) or None)
+        )
 
     async def get(self, key: str) -> bytes | None:
         value: bytes | None = await self._call("get", self.redis.get(self._d(key)))
         return value
 
     async def delete(self, key: str) -> None:
-        await self._call("delete", self.redis.delete(self._d(key)))
+        name, index = self._d(key), self._index(key)
+        async with self.redis.pipeline(transaction=index is not None) as pipe:
+            pipe.delete(name)
+            if index is not None:
+                pipe.srem(index, name)
+            await self._call("delete", pipe.execute())
 
     async def delete_prefix(self, prefix: str) -> int:
+        if self._is_folder(prefix):
+            return await self._delete_folder(prefix)
         doomed = await self._call("delete_prefix", self._scan(_glob_escape(self._d(prefix)) + "*"))
+        indexes = await self._call(
+            "delete_prefix", self._scan(_glob_escape(f"{self.namespace}i:{prefix}") + "*")
+        )
+        if indexes:
+            await self._call("delete_prefix", self.redis.delete(*indexes))
         if not doomed:
             return 0
         return int(await self._call("delete_prefix", self.redis.delete(*doomed)))
