@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from faasflow.errors import StoreError
+from faasflow.errors import ConfigurationError, StoreError
 from faasflow.stores.base import Append, DataStore, Put, StateStore
 from faasflow.stores.redis import RedisDataStore, RedisStateStore
+from faasflow.stores.urls import state_store_from_url
 
 from .contract import DataStoreContract, StateStoreContract
 from .races import race_between_processes
@@ -100,3 +101,45 @@ async def test_a_folder_is_deleted_from_its_index_without_scanning(
             f"{namespace}{k}"
             for k in ("v:r/R10/n/a", "i:r/R10/", "v:r/R1", "d:R10/in", "i:R10/")
         )
+
+
+async def test_the_url_selects_the_database(redis_url: str) -> None:
+    other_db = redis_url.rsplit("/", 1)[0] + "/3"
+    async with RedisStateStore(other_db, namespace="db:") as three, \
+            RedisStateStore(redis_url, namespace="db:") as zero:
+        await three.set("k", b"in 3")
+        assert await zero.get("k") is None
+        assert await three.get("k") == b"in 3"
+        await three.delete_prefix("")
+
+
+async def test_a_refused_password_is_a_store_error(redis_url: str) -> None:
+    with_password = redis_url.replace("redis://", "redis://:not-the-password@")
+    async with RedisStateStore(with_password) as store:
+        with pytest.raises(StoreError, match="AUTH"):
+            await store.get("k")
+
+
+async def test_a_pooled_connection_closed_by_the_server_is_replaced(redis_url: str) -> None:
+    async with RedisStateStore(redis_url, namespace=_namespace()) as store:
+        await store.set("k", b"v")
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await client.client_kill_filter(_type="normal", skipme=True)
+        finally:
+            await client.aclose()
+        assert await store.get("k") == b"v"  # on a new connection, no error
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://127.0.0.1:6379/0?retry_on_timeout=yes", "unknown option 'retry_on_timeout'"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=soon", "not a number of seconds"),
+        ("redis://127.0.0.1:6379/zero", "database 'zero' is not a number"),
+        ("redis://127.0.0.1:port/0", "Port could not be cast"),
+    ],
+)
+def test_bad_redis_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        state_store_from_url(url)

@@ -1,4 +1,4 @@
-"""Redis stores (``redis.asyncio``): shared state and data for several processes and hosts.
+"""Redis stores: shared state and data for several processes and hosts.
 
 Every key lives under the store's ``namespace`` and a kind prefix, so one Redis can hold
 several flows' stores and the contract's separate namespaces (plain values, sets,
@@ -17,24 +17,21 @@ folder then costs its own keys, not a scan of the server's keyspace (which grows
 every result kept); any other prefix is found by scanning.
 
 Every read-modify-write is one Lua script, so it is atomic on the server and costs one
-round trip: compare-and-set, add-to-set-and-count, and ``commit``. Errors of the client
-are raised as :class:`~faasflow.errors.StoreError`.
+round trip: compare-and-set, add-to-set-and-count, and ``commit``, sent by digest
+(EVALSHA). The connection is :mod:`faasflow.stores.resp`, a small RESP client: a
+command through redis-py cost more Python time than its round trip. Errors are raised
+as :class:`~faasflow.errors.StoreError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from faasflow.errors import StoreError
 from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
+from faasflow.stores.resp import RespConnectionError, RespError, RespPool
 
 # KEYS[1] value key, KEYS[2] its folder index (optional);
 # ARGV: has_expected, expected, has_new, new, ttl_ms (0 = none)
@@ -143,60 +140,61 @@ class _RedisStore:
         url: str = "redis://127.0.0.1:6379/0",
         *,
         namespace: str = "faasflow:",
-        client: aioredis.Redis | None = None,
         max_connections: int = 64,
     ) -> None:
         self.url = url
         self.max_connections = max_connections
         self.namespace = namespace
-        self._client = client
-        self._owns_client = client is None
-        self._scripts: dict[str, Any] = {}
+        self._pool: RespPool | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.namespace!r}>"
 
     @property
-    def redis(self) -> aioredis.Redis:
-        if self._client is None:
-            # A blocking pool: many concurrent hops wait for a connection rather than
-            # fail with "too many connections".
-            # A command on a pooled connection that the server closed (it restarted, or a
-            # proxy timed it out) is sent again on a new connection, with a short backoff.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=self.max_connections,
-                timeout=30,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
-                retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            )
-            self._client = aioredis.Redis.from_pool(pool)  # owns the pool: closed with it
-        return self._client
+    def pool(self) -> RespPool:
+        if self._pool is None:
+            self._pool = RespPool(self.url, self.max_connections)
+        return self._pool
 
     async def close(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
-            self._scripts.clear()  # bound to the closed client
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
-    def _eval(self, script: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]:
-        """Run a Lua script by its SHA (EVALSHA), loading it once per server.
-
-        Sending only the digest saves the script's text on every call; after a server
-        restart (scripts forgotten) it is loaded again.
-        """
-        runner = self._scripts.get(script)
-        if runner is None:
-            runner = self._scripts[script] = self.redis.register_script(script)
-        return runner(keys=keys_and_args[:numkeys], args=keys_and_args[numkeys:])
-
-    async def _call(self, what: str, awaitable: Awaitable[Any]) -> Any:
-        # redis-py types replies loosely (bytes | str | ...); with decode_responses=False
-        # they are bytes, and each caller annotates what it gets.
+    async def _call(self, what: str, *args: Any) -> Any:
+        """One command; its reply, or a :class:`StoreError` naming ``what``."""
         try:
-            return await awaitable
-        except RedisError as exc:
+            return await self.pool.call(*args)
+        except (RespError, RespConnectionError, ValueError) as exc:
             raise StoreError(f"Redis store {self.namespace!r}: {what} failed: {exc}") from exc
+
+    async def _transaction(self, what: str, commands: list[list[Any]]) -> list[Any]:
+        """``commands`` in MULTI/EXEC, in one round trip; their replies."""
+        try:
+            replies = await self.pool.pipeline([["MULTI"], *commands, ["EXEC"]])
+        except (RespError, RespConnectionError, ValueError) as exc:
+            raise StoreError(f"Redis store {self.namespace!r}: {what} failed: {exc}") from exc
+        results = replies[-1]
+        failed = [r for r in [*replies[:-1], *(results or [])] if isinstance(r, RespError)]
+        if failed or results is None:
+            cause = failed[0] if failed else "transaction aborted"
+            raise StoreError(f"Redis store {self.namespace!r}: {what} failed: {cause}")
+        return list(results)
+
+    async def _eval(self, what: str, script: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """Run a Lua script by its digest (EVALSHA); load it when the server lacks it
+        (first use, or after a restart)."""
+        digest = _digest(script)
+        try:
+            return await self.pool.call("EVALSHA", digest, numkeys, *keys_and_args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise StoreError(
+                    f"Redis store {self.namespace!r}: {what} failed: {exc}"
+                ) from exc
+        except RespConnectionError as exc:
+            raise StoreError(f"Redis store {self.namespace!r}: {what} failed: {exc}") from exc
+        return await self._call(what, "EVAL", script, numkeys, *keys_and_args)
 
     def _index(self, key: str) -> str | None:
         """The index set of ``key``'s folder, or ``None`` for a key too short to have one."""
@@ -210,48 +208,57 @@ class _RedisStore:
         parts = prefix.split("/")
         return len(parts) == self.folder_depth + 1 and parts[-1] == "" and all(parts[:-1])
 
-    async def _write_indexed(self, what: str, name: str, key: str, command: Any) -> None:
-        """Run ``command`` (a pipeline method call on ``name``) and list ``name`` in
-        ``key``'s folder index, in one transaction."""
+    async def _write_indexed(self, what: str, name: str, key: str, command: list[Any]) -> None:
+        """Run ``command`` (which writes ``name``) and list ``name`` in ``key``'s folder
+        index, in one transaction."""
         index = self._index(key)
-        async with self.redis.pipeline(transaction=index is not None) as pipe:
-            command(pipe)
-            if index is not None:
-                pipe.sadd(index, name)
-            await self._call(what, pipe.execute())
+        if index is None:
+            await self._call(what, *command)
+        else:
+            await self._transaction(what, [command, ["SADD", index, name]])
 
-    async def _delete_folder(self, prefix: str, extra: Any = None) -> int:
+    async def _delete_folder(self, prefix: str, companions: Any = None) -> int:
         """Delete every key listed in the folder ``prefix``'s index, and the index; the
-        number of live keys deleted. ``extra`` maps a listed name to companions to delete
+        number of live keys deleted. ``companions`` maps a listed name to keys deleted
         with it (a set's counter)."""
         index = f"{self.namespace}i:{prefix}"
-        names: list[bytes] = list(await self._call("delete_prefix", self.redis.smembers(index)))
+        names: list[bytes] = await self._call("delete_prefix", "SMEMBERS", index)
         if not names:
-            await self._call("delete_prefix", self.redis.delete(index))
+            await self._call("delete_prefix", "DEL", index)
             return 0
-        companions = [c for n in names for c in (extra(n) if extra else ())]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*names)
-            if companions:
-                pipe.delete(*companions)
-            pipe.delete(index)
-            results = await self._call("delete_prefix", pipe.execute())
+        extra = [c for n in names for c in (companions(n) if companions else ())]
+        commands = [["DEL", *names]]
+        if extra:
+            commands.append(["DEL", *extra])
+        commands.append(["DEL", index])
+        results = await self._transaction("delete_prefix", commands)
         return int(results[0])
 
     async def _scan(self, pattern: str) -> list[bytes]:
         found: list[bytes] = []
-        async for key in self.redis.scan_iter(match=pattern, count=1000):
-            found.append(key)
-        return found
+        cursor: bytes = b"0"
+        while True:
+            cursor, keys = await self._call("scan", "SCAN", cursor, "MATCH", pattern,
+                                            "COUNT", 1000)
+            found += keys
+            if cursor == b"0":
+                return found
+
+    async def _delete(self, what: str, names: list[Any]) -> int:
+        return int(await self._call(what, "DEL", *names)) if names else 0
+
+
+def _digest(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 class RedisStateStore(_RedisStore, StateStore):
     """:class:`StateStore` on Redis: atomic operations are Lua scripts.
 
     Args:
-        url: ``redis://[:password@]host:port/db``.
+        url: ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS).
         namespace: prefix of every key, so stores can share one Redis.
-        client: an existing ``redis.asyncio.Redis`` (``decode_responses=False``).
+        max_connections: connections open at once.
     """
 
     folder_depth = 2
@@ -269,22 +276,23 @@ class RedisStateStore(_RedisStore, StateStore):
         return f"{self.namespace}l:{key}"
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._call("get", self.redis.get(self._v(key)))
+        value: bytes | None = await self._call("get", "GET", self._v(key))
         return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         values: list[bytes | None] = await self._call(
-            "get_many", self.redis.mget([self._v(k) for k in keys])
+            "get_many", "MGET", *[self._v(k) for k in keys]
         )
         return values
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         name = self._v(key)
-        await self._write_indexed(
-            "set", name, key, lambda pipe: pipe.set(name, value, px=_ms(ttl) or None)
-        )
+        command: list[Any] = ["SET", name, value]
+        if ttl is not None:
+            command += ["PX", _ms(ttl)]
+        await self._write_indexed("set", name, key, command)
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
@@ -298,7 +306,7 @@ class RedisStateStore(_RedisStore, StateStore):
         ]
         index = self._index(key)
         names = [self._v(key)] if index is None else [self._v(key), index]
-        done = await self._call("compare_and_set", self._eval(_CAS, len(names), *names, *args))
+        done = await self._eval("compare_and_set", _CAS, len(names), *names, *args)
         return bool(done)
 
     async def commit(
@@ -326,7 +334,7 @@ class RedisStateStore(_RedisStore, StateStore):
                 keys.append(self._l(op.key))
                 args += ["A", op.value, _ms(op.ttl), position]
         keys += list(indexes)
-        done = await self._call("commit", self._eval(_COMMIT, len(keys), *keys, *args))
+        done = await self._eval("commit", _COMMIT, len(keys), *keys, *args)
         return bool(done)
 
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
@@ -334,54 +342,47 @@ class RedisStateStore(_RedisStore, StateStore):
             return []
         start = len(self._v(""))
         pattern = _glob_escape(self._v(prefix)) + "*"
-        found = sorted(k.decode()[start:] for k in await self._call("keys", self._scan(pattern)))
+        found = sorted(k.decode()[start:] for k in await self._scan(pattern))
         return found if limit is None else found[:limit]
 
     async def add_to_set(self, key: str, member: str, *, ttl: float | None = None) -> int:
         index = self._index(key)
         names = [self._s(key), self._q(key)] + ([index] if index is not None else [])
-        size = await self._call(
-            "add_to_set", self._eval(_SET_ADD, len(names), *names, member, _ms(ttl))
-        )
+        size = await self._eval("add_to_set", _SET_ADD, len(names), *names, member, _ms(ttl))
         return int(size)
 
     async def remove_from_set(self, key: str, member: str) -> bool:
-        removed = await self._call(
-            "remove_from_set",
-            self._eval(_SET_REMOVE, 2, self._s(key), self._q(key), member),
+        removed = await self._eval(
+            "remove_from_set", _SET_REMOVE, 2, self._s(key), self._q(key), member
         )
         return bool(removed)
 
     async def set_members(self, key: str) -> list[str]:
-        members = await self._call("set_members", self.redis.zrange(self._s(key), 0, -1))
+        members = await self._call("set_members", "ZRANGE", self._s(key), 0, -1)
         return [m.decode() for m in members]
 
     async def increment(self, key: str, by: int = 1, *, ttl: float | None = None) -> int:
         name, index = self._v(key), self._index(key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(name, by)
-            if ttl is not None:
-                pipe.pexpire(name, _ms(ttl))
-            if index is not None:
-                pipe.sadd(index, name)
-            results = await self._call("increment", pipe.execute())
+        commands: list[list[Any]] = [["INCRBY", name, by]]
+        if ttl is not None:
+            commands.append(["PEXPIRE", name, _ms(ttl)])
+        if index is not None:
+            commands.append(["SADD", index, name])
+        results = await self._transaction("increment", commands)
         return int(results[0])
 
     async def append(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self.commit([Append(key, value, ttl)])
 
     async def read_list(self, key: str) -> list[bytes]:
-        items: list[bytes] = await self._call("read_list", self.redis.lrange(self._l(key), 0, -1))
+        items: list[bytes] = await self._call("read_list", "LRANGE", self._l(key), 0, -1)
         return items
 
     async def delete(self, key: str) -> None:
-        names = (self._v(key), self._s(key), self._q(key), self._l(key))
+        names = [self._v(key), self._s(key), self._q(key), self._l(key)]
         index = self._index(key)
-        async with self.redis.pipeline(transaction=index is not None) as pipe:
-            pipe.delete(*names)
-            if index is not None:
-                pipe.srem(index, *names)
-            await self._call("delete", pipe.execute())
+        commands = [["DEL", *names]] + ([["SREM", index, *names]] if index else [])
+        await self._transaction("delete", commands)
 
     async def delete_prefix(self, prefix: str) -> int:
         if self._is_folder(prefix):
@@ -394,28 +395,25 @@ class RedisStateStore(_RedisStore, StateStore):
             )
         doomed: list[bytes] = []
         for kind in ("v", "s", "l"):
-            pattern = _glob_escape(f"{self.namespace}{kind}:{prefix}") + "*"
-            doomed += await self._call("delete_prefix", self._scan(pattern))
+            doomed += await self._scan(_glob_escape(f"{self.namespace}{kind}:{prefix}") + "*")
         counters = [
             self._q(k.decode()[len(self._s("")) :])
             for k in doomed
             if k.startswith(self._s("").encode())
         ]
-        indexes = await self._call(
-            "delete_prefix", self._scan(_glob_escape(f"{self.namespace}i:{prefix}") + "*")
-        )
-        if not doomed and not indexes:
-            return 0
-        deleted = await self._call("delete_prefix", self.redis.delete(*doomed)) if doomed else 0
-        if counters or indexes:
-            await self._call("delete_prefix", self.redis.delete(*counters, *indexes))
-        return int(deleted)
+        indexes = await self._scan(_glob_escape(f"{self.namespace}i:{prefix}") + "*")
+        deleted = await self._delete("delete_prefix", doomed)
+        await self._delete("delete_prefix", [*counters, *indexes])
+        return deleted
 
     async def expire(self, key: str, ttl: float) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for name in (self._v(key), self._s(key), self._q(key), self._l(key)):
-                pipe.pexpire(name, _ms(ttl))
-            await self._call("expire", pipe.execute())
+        await self._transaction(
+            "expire",
+            [
+                ["PEXPIRE", name, _ms(ttl)]
+                for name in (self._v(key), self._s(key), self._q(key), self._l(key))
+            ],
+        )
 
 
 class RedisDataStore(_RedisStore, DataStore):
@@ -429,34 +427,27 @@ class RedisDataStore(_RedisStore, DataStore):
 
     async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
         name = self._d(key)
-        await self._write_indexed(
-            "put", name, key, lambda pipe: pipe.set(name, data, px=_ms(ttl) or None)
-        )
+        command: list[Any] = ["SET", name, data]
+        if ttl is not None:
+            command += ["PX", _ms(ttl)]
+        await self._write_indexed("put", name, key, command)
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._call("get", self.redis.get(self._d(key)))
+        value: bytes | None = await self._call("get", "GET", self._d(key))
         return value
 
     async def delete(self, key: str) -> None:
         name, index = self._d(key), self._index(key)
-        async with self.redis.pipeline(transaction=index is not None) as pipe:
-            pipe.delete(name)
-            if index is not None:
-                pipe.srem(index, name)
-            await self._call("delete", pipe.execute())
+        commands = [["DEL", name]] + ([["SREM", index, name]] if index else [])
+        await self._transaction("delete", commands)
 
     async def delete_prefix(self, prefix: str) -> int:
         if self._is_folder(prefix):
             return await self._delete_folder(prefix)
-        doomed = await self._call("delete_prefix", self._scan(_glob_escape(self._d(prefix)) + "*"))
-        indexes = await self._call(
-            "delete_prefix", self._scan(_glob_escape(f"{self.namespace}i:{prefix}") + "*")
-        )
-        if indexes:
-            await self._call("delete_prefix", self.redis.delete(*indexes))
-        if not doomed:
-            return 0
-        return int(await self._call("delete_prefix", self.redis.delete(*doomed)))
+        doomed = await self._scan(_glob_escape(self._d(prefix)) + "*")
+        indexes = await self._scan(_glob_escape(f"{self.namespace}i:{prefix}") + "*")
+        await self._delete("delete_prefix", indexes)
+        return await self._delete("delete_prefix", doomed)
 
     async def expire(self, key: str, ttl: float) -> None:
-        await self._call("expire", self.redis.pexpire(self._d(key), _ms(ttl)))
+        await self._call("expire", "PEXPIRE", self._d(key), _ms(ttl))

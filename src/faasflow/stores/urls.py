@@ -1,7 +1,8 @@
 """Stores from URLs.
 
 State: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
-``redis://host:port/db?namespace=ns:``, ``etcd://host:port/prefix`` (``etcds://`` for TLS),
+``redis://host:port/db?namespace=ns:`` (``rediss://`` for TLS),
+``etcd://host:port/prefix`` (``etcds://`` for TLS),
 ``postgresql://user@host:port/db?table_prefix=…``. Data: the same (but etcd), plus
 ``s3://bucket/prefix?endpoint=…`` and ``file:///abs/folder``. Each backend module parses
 its own URL in a ``from_url`` class method.
@@ -110,16 +111,37 @@ def _sqlite_data(url: str) -> DataStore:
     return SqliteDataStore(path, **options)
 
 
+_REDIS_SECONDS = ("socket_timeout", "socket_connect_timeout")
+
+
 def _redis_options(url: str) -> tuple[str, str]:
     """The connection URL (without our options) and the key namespace of a Redis URL."""
     parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"database {db!r} is not a number")
+    except ValueError as exc:
+        raise ConfigurationError(f"store URL {_redact(url)!r}: {exc}") from None
     namespace = "faasflow:"
     passed: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name == "namespace":
             namespace = value
+        elif name in _REDIS_SECONDS:
+            try:
+                float(value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"store URL {_redact(url)!r}: {name}={value!r} is not a number of seconds"
+                ) from None
+            passed.append((name, value))
         else:
-            passed.append((name, value))  # redis-py's own options (timeouts, ...)
+            known = ", ".join(("namespace", *_REDIS_SECONDS))
+            raise ConfigurationError(
+                f"store URL {_redact(url)!r}: unknown option {name!r} (known: {known})"
+            )
     return urlunsplit(parts._replace(query=urlencode(passed))), namespace
 
 
@@ -171,6 +193,7 @@ _STATE_STORES: dict[str, Callable[[str], StateStore]] = {
     "memory": _memory_state,
     "sqlite": _sqlite_state,
     "redis": _redis_state,
+    "rediss": _redis_state,
     "etcd": _etcd_state,
     "etcds": _etcd_state,
     "postgresql": _postgres_state,
@@ -181,6 +204,7 @@ _DATA_STORES: dict[str, Callable[[str], DataStore]] = {
     "memory": _memory_data,
     "sqlite": _sqlite_data,
     "redis": _redis_data,
+    "rediss": _redis_data,
     "postgresql": _postgres_data,
     "postgres": _postgres_data,
     "s3": _s3_data,
