@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import re
 import signal
 import subprocess
@@ -32,9 +31,10 @@ from servers import free_port
 from servers.nats import nats_server
 from servers.redis import redis_server
 
+from .support import process_env, until
+
 FLOWS = Path(__file__).parent / "flows"
 FANOUT = FLOWS / "fanout.py"
-_SRC = str(Path(faasflow.__file__).resolve().parents[1])
 _names = itertools.count()
 
 sys.path.insert(0, str(FLOWS))
@@ -47,11 +47,7 @@ class WorkerProcess:
     def __init__(self, flow: str, nats: str, state: str, tmp: Path, *extra: str) -> None:
         self.host = f"host-{next(_names)}"
         self.stderr = tmp / f"{self.host}.log"
-        env = dict(
-            os.environ,
-            FAASFLOW_HOST=self.host,
-            PYTHONPATH=os.pathsep.join([_SRC, os.environ.get("PYTHONPATH", "")]),
-        )
+        env = process_env(self.host)
         with self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "faasflow", "worker", str(FANOUT), "--name", flow,
@@ -100,13 +96,6 @@ def setup(tmp_path: Path, nats_url: str, redis_url: str) -> Iterator[dict[str, A
 def executions(log: Path) -> list[tuple[str, int]]:
     lines = log.read_text().split() if log.exists() else []
     return [(lines[i], int(lines[i + 1])) for i in range(0, len(lines), 2)]
-
-
-async def until(check: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_worker_killed_mid_node_leaves_the_request_to_another(

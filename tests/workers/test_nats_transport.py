@@ -18,18 +18,13 @@ from faasflow.transports.nats import NatsTransport
 from servers import free_port
 from servers.nats import nats_server
 
+from .support import until
+
 _flows = itertools.count()
 
 
 def hop(rid: str, path: str = "n", trace: str | None = None) -> Hop:
     return Hop(request_id=rid, flow="f", path=path, inputs=(("", f"{rid}/in"),), trace=trace)
-
-
-async def until(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

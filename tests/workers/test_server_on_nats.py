@@ -5,37 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-import faasflow
 from servers import free_port, stop_process
 
+from .support import process_env, until
+
 FLOWS = Path(__file__).parent / "flows"
-_SRC = str(Path(faasflow.__file__).resolve().parents[1])
 _names = itertools.count()
 
 sys.path.insert(0, str(FLOWS))
 import fanout  # noqa: E402
-
-
-async def until(check: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-def _env(host: str) -> dict[str, str]:
-    return dict(os.environ, FAASFLOW_HOST=host,
-                PYTHONPATH=os.pathsep.join([_SRC, os.environ.get("PYTHONPATH", "")]))
 
 
 @pytest.fixture
@@ -48,14 +35,14 @@ def system(tmp_path: Path, nats_url: str, redis_url: str) -> Iterator[str]:
         subprocess.Popen(
             [sys.executable, "-m", "faasflow", "serve", str(FLOWS / "fanout.py"), "--name", flow,
              "--port", str(port), "--nats", nats_url, "--state", state],
-            env=_env(f"replica-{port}"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=process_env(f"replica-{port}"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         for port in ports
     ]
     processes.append(subprocess.Popen(
         [sys.executable, "-m", "faasflow", "worker", str(FLOWS / "fanout.py"), "--name", flow,
          "--nats", nats_url, "--state", state],
-        env=_env("worker"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=process_env("worker"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     ))
     try:
         deadline = time.monotonic() + 30
