@@ -143,3 +143,19 @@ async def test_a_pooled_connection_closed_by_the_server_is_replaced(redis_url: s
 def test_bad_redis_urls(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         state_store_from_url(url)
+
+
+async def test_a_server_that_does_not_answer_is_a_store_error_after_the_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads the command, never replies
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with RedisStateStore(f"redis://127.0.0.1:{port}/0?socket_timeout=0.2") as store:
+            with pytest.raises(StoreError, match=r"no reply within 0.2s"):
+                await store.get("k")
+    finally:
+        server.close()
+        await server.wait_closed()

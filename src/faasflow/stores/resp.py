@@ -37,16 +37,20 @@ class RespConnectionError(Exception):
 
 def _encode(args: Sequence[Any]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, int | float):
-            data = repr(arg).encode()
-        else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis")
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        kind = type(arg)
+        if kind is str:
+            arg = arg.encode()
+        elif kind is int or kind is float:
+            arg = repr(arg).encode()
+        elif kind is not bytes:
+            if not isinstance(arg, bytes | bytearray | memoryview):
+                raise TypeError(f"cannot send {kind.__name__} to Redis")
+            arg = bytes(arg)
+        append(b"$%d\r\n" % len(arg))
+        append(arg)
+        append(b"\r\n")
     return b"".join(parts)
 
 
@@ -54,6 +58,12 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.timed_out = False
+
+    def time_out(self) -> None:
+        """Abort the connection: a reply is overdue (the pending read fails at once)."""
+        self.timed_out = True
+        self.writer.transport.abort()
 
     async def read(self) -> Reply:
         line = await self.reader.readline()
@@ -132,16 +142,24 @@ class RespPool:
         return connection
 
     async def _exchange(self, connection: _Connection, commands: list[list[Any]]) -> list[Reply]:
+        # A timer that aborts the connection, rather than asyncio.timeout(): the same
+        # effect at a fraction of the cost on every command.
+        timer = asyncio.get_running_loop().call_later(self.timeout, connection.time_out)
         try:
-            async with asyncio.timeout(self.timeout):
-                connection.writer.write(b"".join(_encode(c) for c in commands))
-                return [await connection.read() for _ in commands]
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            connection.writer.write(b"".join([_encode(c) for c in commands]))
+            return [await connection.read() for _ in commands]
+        except (OSError, asyncio.IncompleteReadError, ValueError, RespConnectionError) as exc:
             connection.close()
+            if connection.timed_out:
+                raise RespConnectionError(
+                    f"{self.host}:{self.port}: no reply within {self.timeout:g}s"
+                ) from exc
             raise RespConnectionError(f"{self.host}:{self.port}: {exc!r}") from exc
         except BaseException:
             connection.close()  # cancelled mid-reply: the stream is out of step
             raise
+        finally:
+            timer.cancel()
 
     async def pipeline(self, commands: list[list[Any]]) -> list[Reply]:
         """Send ``commands`` in one write on one connection; their replies, in order
