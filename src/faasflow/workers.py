@@ -31,7 +31,13 @@ from faasflow.engine.lifecycle import RequestEnd
 from faasflow.errors import ConfigurationError, FaasFlowError
 from faasflow.stores.base import DataStore, StateStore
 from faasflow.transports.base import HopHandler, Transport
-from faasflow.transports.nats import NatsTransport
+
+try:
+    from faasflow.transports.nats import NatsTransport
+except ModuleNotFoundError as missing:  # nats-py is an extra
+    raise ConfigurationError(
+        f"workers need the {missing.name} package: pip install 'faasflow[nats]'"
+    ) from missing
 
 __all__ = ["Client", "Worker"]
 

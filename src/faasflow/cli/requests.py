@@ -13,7 +13,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error, write_stdout
 from faasflow.cli.distributed import add_connection_options, nats_url, state_url
@@ -21,7 +21,9 @@ from faasflow.cli.loader import load_define
 from faasflow.cli.progress import format_duration
 from faasflow.cli.run import _read_input, _request_id, _seconds
 from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
-from faasflow.workers import Client
+
+if TYPE_CHECKING:
+    from faasflow.workers import Client
 
 __all__ = ["add_parsers"]
 
@@ -75,6 +77,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _client(args: argparse.Namespace, needs: tuple[str, ...]) -> Client:
+    # Imported here: nats-py is an extra (faasflow[nats]); other commands work without it.
+    from faasflow.workers import Client
+
     define, name = None, "flow"
     if "flow" in needs:
         flow = load_define(args.flow)
@@ -90,6 +95,8 @@ def _client(args: argparse.Namespace, needs: tuple[str, ...]) -> Client:
 
 def _submit(args: argparse.Namespace) -> int:
     try:
+        from faasflow.workers import Client
+
         flow = load_define(args.target)
         data = _read_input(args)
         client = Client(

@@ -7,12 +7,15 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error
 from faasflow.cli.distributed import add_connection_options, nats_url, state_url
 from faasflow.cli.loader import FlowFile, load_define
 from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
-from faasflow.workers import Worker
+
+if TYPE_CHECKING:
+    from faasflow.workers import Worker
 
 __all__ = ["add_parser", "command"]
 
@@ -61,6 +64,9 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, flow: FlowFile) -> Worker:
+    # Imported here: nats-py is an extra (faasflow[nats]); other commands work without it.
+    from faasflow.workers import Worker
+
     folder = Path(args.functions) if args.functions else flow.path.parent / "functions"
     return Worker(
         flow.define,

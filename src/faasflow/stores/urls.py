@@ -19,6 +19,7 @@ the URL; it imports its client library itself, so an unused backend costs nothin
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -165,22 +166,31 @@ def _etcd_state(url: str) -> StateStore:
     return EtcdStateStore.from_url(url)
 
 
-def _postgres_state(url: str) -> StateStore:
-    from faasflow.stores.postgres import PostgresStateStore
+def _backend(module: str, extra: str) -> Any:
+    """Import a backend module whose client library is an extra, or say which to install."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"this store needs the {exc.name} package: pip install 'faasflow[{extra}]'"
+        ) from exc
 
-    return PostgresStateStore.from_url(url)
+
+def _postgres_state(url: str) -> StateStore:
+    postgres = _backend("faasflow.stores.postgres", "postgres")
+    store: StateStore = postgres.PostgresStateStore.from_url(url)
+    return store
 
 
 def _postgres_data(url: str) -> DataStore:
-    from faasflow.stores.postgres import PostgresDataStore
-
-    return PostgresDataStore.from_url(url)
+    postgres = _backend("faasflow.stores.postgres", "postgres")
+    store: DataStore = postgres.PostgresDataStore.from_url(url)
+    return store
 
 
 def _s3_data(url: str) -> DataStore:
-    from faasflow.stores.s3 import S3DataStore
-
-    return S3DataStore.from_url(url)
+    store: DataStore = _backend("faasflow.stores.s3", "s3").S3DataStore.from_url(url)
+    return store
 
 
 def _file_data(url: str) -> DataStore:
