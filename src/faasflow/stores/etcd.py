@@ -75,6 +75,7 @@ import orjson
 from faasflow.errors import ConfigurationError, StoreError
 from faasflow.httpclient import new_client
 from faasflow.stores.base import Append, Delete, Put, StateStore, WriteOp
+from faasflow.stores.urls import redact_url
 
 __all__ = ["EtcdStateStore"]
 
@@ -260,17 +261,6 @@ class _EtcdError(StoreError):
         self.detail = detail
 
 
-def _redact(url: str) -> str:
-    """``url`` with the password of its user info masked, for error messages."""
-    rest = url.partition("://")[2]
-    netloc = rest.split("/", 1)[0].split("?", 1)[0]
-    userinfo, at, _ = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return url.replace(f"{userinfo}@", f"{user}:***@", 1)
-
-
 class EtcdStateStore(StateStore):
     """:class:`StateStore` on etcd v3 through its JSON gateway (see the module docstring).
 
@@ -343,7 +333,7 @@ class EtcdStateStore(StateStore):
         Raises:
             ConfigurationError: the URL is malformed; the message names the option.
         """
-        shown = _redact(url)
+        shown = redact_url(url)
         try:
             parts = urlsplit(url)
         except ValueError as exc:

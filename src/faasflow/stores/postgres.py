@@ -34,6 +34,7 @@ from asyncpg import exceptions as pgerrors
 from faasflow.errors import ConfigurationError, StoreError
 from faasflow.resources import AsyncResource
 from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
+from faasflow.stores.keyrange import prefix_end
 from faasflow.stores.postgres_schema import (
     DDL_LOCK,
     IDENTIFIER,
@@ -45,7 +46,8 @@ from faasflow.stores.postgres_schema import (
     data_ddl,
     state_ddl,
 )
-from faasflow.stores.postgres_url import parse_url, redact
+from faasflow.stores.postgres_url import parse_url
+from faasflow.stores.urls import redact_url
 
 __all__ = ["PostgresDataStore", "PostgresStateStore"]
 
@@ -72,21 +74,6 @@ async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     SET, LISTEN, cursors or session-level locks), and asyncpg still rolls back a
     transaction left open before calling this.
     """
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The least string above every string that starts with ``prefix`` (None: no bound).
-
-    Keys are ``COLLATE "C"``: compared as UTF-8 bytes, which orders them by code point.
-    """
-    chars = list(prefix)
-    while chars:
-        code = ord(chars.pop()) + 1
-        if code <= 0x10FFFF:
-            if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored; skip past them
-                code = 0xE000
-            return "".join(chars) + chr(code)
-    return None
 
 
 class _PostgresStore(AsyncResource):
@@ -153,14 +140,14 @@ class _PostgresStore(AsyncResource):
             dsn, options = parse_url(url)
             return cls(dsn, **options)
         except (ConfigurationError, ValueError) as exc:
-            raise ConfigurationError(f"store URL {redact(url)!r}: {exc}") from None
+            raise ConfigurationError(f"store URL {redact_url(url)!r}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._where}>"
 
     @property
     def _where(self) -> str:
-        return f"{redact(self.dsn)} {self._names('*')}"
+        return f"{redact_url(self.dsn)} {self._names('*')}"
 
     # -- lifetime ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -366,7 +353,7 @@ class PostgresStateStore(_PostgresStore, StateStore):
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
         if limit is not None and limit <= 0:
             return []
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         sql = self._sql.keys_unbounded if end is None else self._sql.keys_bounded
         rows = await self._call("keys", lambda pool: pool.fetch(sql, prefix, end, limit))
         return [row[0] for row in rows]
@@ -441,7 +428,7 @@ class PostgresStateStore(_PostgresStore, StateStore):
         await self._call("delete", lambda pool: pool.execute(self._sql.delete, key))
 
     async def delete_prefix(self, prefix: str) -> int:
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         count: int = await self._call(
             "delete_prefix", lambda pool: pool.fetchval(self._sql.delete_prefix, prefix, end)
         )
@@ -484,7 +471,7 @@ class PostgresDataStore(_PostgresStore, DataStore):
         await self._call("delete", lambda pool: pool.execute(self._sql.delete, key))
 
     async def delete_prefix(self, prefix: str) -> int:
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         sql = self._sql.delete_prefix_unbounded if end is None else self._sql.delete_prefix_bounded
         count: int = await self._call(
             "delete_prefix", lambda pool: pool.fetchval(sql, prefix, end)

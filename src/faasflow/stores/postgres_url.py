@@ -12,13 +12,12 @@ connect time (asyncpg would send unknown ones to the server as settings).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from faasflow.errors import ConfigurationError
 
-__all__ = ["parse_url", "redact"]
+__all__ = ["parse_url"]
 
 # DSN options asyncpg reads itself (see asyncpg.connect_utils).
 _ASYNCPG_OPTIONS: Final = frozenset({
@@ -35,17 +34,6 @@ _CHOICES: Final = {
         "any", "primary", "standby", "prefer-standby", "read-write", "read-only"
     ),
 }
-
-
-def redact(url: str) -> str:
-    """``url`` with its passwords (user info and ``password=`` options) masked."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        url = url.replace(f":{password}@", ":***@", 1)
-    return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1***", url)
 
 
 def _split_options(text: str) -> list[str]:

@@ -43,6 +43,7 @@ from typing import Final, Literal
 
 from faasflow.errors import ConfigurationError, StoreError
 from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
+from faasflow.stores.keyrange import prefix_end
 
 __all__ = ["SqliteDataStore", "SqliteStateStore"]
 
@@ -58,21 +59,13 @@ _RANGE: Final = "key >= ? AND key < ?"
 
 
 def _prefix_end(prefix: str) -> str | bytes:
-    """The least string above every string that starts with ``prefix``.
+    """The upper bound of ``prefix``'s key range (:func:`~faasflow.stores.keyrange.prefix_end`).
 
-    SQLite compares TEXT as UTF-8 bytes, which orders strings by code point as Python
-    does. When no such string exists (``prefix`` is empty or all U+10FFFF) this returns
-    an empty BLOB: SQLite sorts every TEXT value before every BLOB, so ``key < x''``
-    holds for all keys.
+    When there is none this returns an empty BLOB: SQLite sorts every TEXT value before
+    every BLOB, so ``key < x''`` holds for all keys.
     """
-    chars = list(prefix)
-    while chars:
-        code = ord(chars.pop()) + 1
-        if code <= 0x10FFFF:
-            if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored; skip past them
-                code = 0xE000
-            return "".join(chars) + chr(code)
-    return b""
+    end = prefix_end(prefix)
+    return b"" if end is None else end
 
 
 def _deadline(ttl: float | None, now: float) -> float | None:

@@ -20,6 +20,7 @@ the URL; it imports its client library itself, so an unused backend costs nothin
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -27,16 +28,18 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 from faasflow.errors import ConfigurationError
 from faasflow.stores.base import DataStore, StateStore
 
-__all__ = ["data_store_from_url", "state_store_from_url"]
+__all__ = ["data_store_from_url", "redact_url", "state_store_from_url"]
 
 
-def _redact(url: str) -> str:
-    """``url`` with its password (if any) masked, for error messages."""
+def redact_url(url: str) -> str:
+    """``url`` with its passwords (user info, ``password=`` options) masked, for errors."""
     try:
         password = urlsplit(url).password
     except ValueError:
-        return url
-    return url.replace(f":{password}@", ":***@", 1) if password else url
+        password = None
+    if password:
+        url = url.replace(f":{password}@", ":***@", 1)
+    return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1***", url)
 
 
 def _scheme(url: str) -> str:
@@ -124,7 +127,7 @@ def _redis_options(url: str) -> tuple[str, str]:
         if db and not db.isdigit():
             raise ValueError(f"database {db!r} is not a number")
     except ValueError as exc:
-        raise ConfigurationError(f"store URL {_redact(url)!r}: {exc}") from None
+        raise ConfigurationError(f"store URL {redact_url(url)!r}: {exc}") from None
     namespace = "faasflow:"
     passed: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
@@ -135,13 +138,13 @@ def _redis_options(url: str) -> tuple[str, str]:
                 float(value)
             except ValueError:
                 raise ConfigurationError(
-                    f"store URL {_redact(url)!r}: {name}={value!r} is not a number of seconds"
+                    f"store URL {redact_url(url)!r}: {name}={value!r} is not a number of seconds"
                 ) from None
             passed.append((name, value))
         else:
             known = ", ".join(("namespace", *_REDIS_SECONDS))
             raise ConfigurationError(
-                f"store URL {_redact(url)!r}: unknown option {name!r} (known: {known})"
+                f"store URL {redact_url(url)!r}: unknown option {name!r} (known: {known})"
             )
     return urlunsplit(parts._replace(query=urlencode(passed))), namespace
 
@@ -225,7 +228,7 @@ _DATA_STORES: dict[str, Callable[[str], DataStore]] = {
 def _unknown(url: str, kind: str, known: dict[str, Any]) -> ConfigurationError:
     schemes = ", ".join(f"{scheme}://" for scheme in sorted(known))
     return ConfigurationError(
-        f"{kind} store URL {_redact(url)!r}: unsupported scheme; use one of {schemes}"
+        f"{kind} store URL {redact_url(url)!r}: unsupported scheme; use one of {schemes}"
     )
 
 
