@@ -72,24 +72,30 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         parser.add_argument("--name", metavar="FLOW", help="the flow name")
         add_connection_options(parser, nats="nats" in needs)
         parser.set_defaults(
-            handler=lambda args, verb=verb, needs=needs: _control(args, _VERBS[verb], needs)
+            handler=lambda args, verb=verb, needs=needs: _control(args, _verb(verb), needs)
         )
 
 
-def _client(args: argparse.Namespace, needs: tuple[str, ...]) -> Client:
+async def _client(args: argparse.Namespace, needs: tuple[str, ...]) -> Client:
+    """A client for ``args``; its flow name is ``--name``, else the flow file's stem, else
+    the one on the request's record (hops must go to that flow's subject)."""
     # Imported here: nats-py is an extra (faasflow[nats]); other commands work without it.
     from faasflow.workers import Client
 
-    define, name = None, "flow"
+    define, name = None, getattr(args, "name", None)
     if "flow" in needs:
         flow = load_define(args.flow)
-        define, name = flow.define, flow.stem
+        define, name = flow.define, name or flow.stem
+    state, data = state_url(args), getattr(args, "data_store", None)
+    if name is None and "nats" in needs:
+        async with Client(state_store=state) as reader:
+            name = (await reader.info(args.request_id)).flow
     return Client(
         define,
-        flow_name=getattr(args, "name", None) or name,
+        flow_name=name or "flow",
         nats=nats_url(args) if "nats" in needs else None,
-        state_store=state_url(args),
-        data_store=getattr(args, "data_store", None),
+        state_store=state,
+        data_store=data,
     )
 
 
@@ -131,13 +137,8 @@ def _control(
     action: Callable[[Client, argparse.Namespace], Awaitable[None]],
     needs: tuple[str, ...],
 ) -> int:
-    try:
-        client = _client(args, needs)
-    except ConfigurationError as exc:
-        return error(str(exc), EXIT_USAGE)
-
     async def go() -> None:
-        async with client:
+        async with await _client(args, needs) as client:
             await action(client, args)
 
     try:
@@ -193,26 +194,18 @@ async def _result(client: Client, args: argparse.Namespace) -> None:
     write_stdout(await client.result(args.request_id))
 
 
-async def _pause(client: Client, args: argparse.Namespace) -> None:
-    await client.pause(args.request_id)
-    print(f"{args.request_id} paused", file=sys.stderr)
-
-
-async def _resume(client: Client, args: argparse.Namespace) -> None:
-    sent = await client.resume(args.request_id)
-    print(f"{args.request_id} resumed ({sent} held hop(s) sent)", file=sys.stderr)
-
-
-async def _stop(client: Client, args: argparse.Namespace) -> None:
-    await client.stop(args.request_id)
-    print(f"{args.request_id} stopped", file=sys.stderr)
-
-
-async def _redrive(client: Client, args: argparse.Namespace) -> None:
-    sent = await client.redrive(args.request_id)
-    print(f"{args.request_id} redriven ({sent} hop(s) sent)", file=sys.stderr)
-
-
-_VERBS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[None]]] = {
-    "pause": _pause, "resume": _resume, "stop": _stop, "redrive": _redrive,
+_DONE = {
+    "pause": "paused",
+    "resume": "resumed ({} held hop(s) sent)",
+    "stop": "stopped",
+    "redrive": "redriven ({} hop(s) sent)",
 }
+"""What each control verb reports on stderr; ``{}`` is the number of hops it sent."""
+
+
+def _verb(verb: str) -> Callable[[Client, argparse.Namespace], Awaitable[None]]:
+    async def act(client: Client, args: argparse.Namespace) -> None:
+        sent = await getattr(client, verb)(args.request_id)
+        print(f"{args.request_id} {_DONE[verb].format(sent)}", file=sys.stderr)
+
+    return act
