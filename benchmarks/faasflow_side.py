@@ -23,9 +23,13 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distributed_common import binary_version, nats_server, redis_server, stop_process
 from faasflow_flows import define
+
+if TYPE_CHECKING:
+    from faasflow.workers import Client
 
 HERE = Path(__file__).resolve().parent
 FLOW = "bench"
@@ -43,7 +47,7 @@ class FaasflowSide:
         self._stack = ExitStack()
         self._servers: list[int] = []
         self._workers: list[subprocess.Popen[bytes]] = []
-        self._client: object | None = None
+        self._client: Client | None = None
 
     async def start(self, workdir: Path, workers: int) -> None:
         """Start Redis, NATS and ``workers`` workers; return once each has run a hop."""
@@ -96,9 +100,6 @@ class FaasflowSide:
     async def stop(self) -> None:
         """Close the client, stop the workers (SIGTERM), then NATS and Redis."""
         if self._client is not None:
-            from faasflow.workers import Client
-
-            assert isinstance(self._client, Client)
             await self._client.close()
             self._client = None
         self._stack.close()
@@ -106,10 +107,8 @@ class FaasflowSide:
         self._servers.clear()
 
     async def _run(self, payload: bytes, shape: str, size: int) -> bytes:
-        from faasflow.workers import Client
-
         client = self._client
-        assert isinstance(client, Client), "start() first"
+        assert client is not None, "start() first"
         rid = await client.submit(payload, query=f"shape={shape}&size={size}")
         return await client.wait(rid, WAIT)
 
