@@ -8,7 +8,7 @@ from faasflow.dsl.graph import Dag, Node, Workflow
 from faasflow.dsl.options import Retry
 from faasflow.embedded import Engine, arun, run
 from faasflow.engine.context import Context
-from faasflow.engine.records import FailureInfo, RequestInfo
+from faasflow.engine.records import FailureInfo, RequestInfo, RequestPage
 from faasflow.errors import (
     ConfigurationError,
     DuplicateRequestError,
@@ -50,6 +50,7 @@ __all__ = [
     "RequestError",
     "RequestFailedError",
     "RequestInfo",
+    "RequestPage",
     "RequestStateError",
     "RequestStoppedError",
     "Retry",

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,14 @@ from faasflow.engine.records import (
     FAILED,
     PAUSED,
     RUNNING,
+    STATUSES,
     STOPPED,
     SUCCEEDED,
     RequestInfo,
+    RequestPage,
     dumps,
     loads,
+    node_table,
     owner_alive,
 )
 from faasflow.errors import (
@@ -314,7 +317,8 @@ class Engine(AsyncResource):
         return await self.wait(rid, timeout)
 
     async def info(self, request_id: str, *, nodes: bool = False) -> RequestInfo:
-        """The request's status (and, with ``nodes=True``, every node's record).
+        """The request's status (and, with ``nodes=True``, every node's state and details:
+        see :func:`faasflow.engine.records.node_table`).
 
         Raises:
             UnknownRequestError: no such request, or it has expired.
@@ -327,11 +331,71 @@ class Engine(AsyncResource):
             prefix = keys.node_record(request_id, "")
             found = await self.state.keys(prefix)
             values = await self.state.get_many(found)
-            for key, value in zip(found, values, strict=True):
-                if value is not None:
-                    record = loads(value)
-                    info.nodes[key[len(prefix) :]] = record
+            records = {
+                key[len(prefix) :]: loads(value)
+                for key, value in zip(found, values, strict=True)
+                if value is not None
+            }
+            history = await self.state.read_list(keys.history(request_id))
+            info.nodes.update(node_table([loads(item) for item in history], records))
         return info
+
+    async def list_requests(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> RequestPage:
+        """This flow's requests still on record, newest first, a page at a time.
+
+        Args:
+            status: keep only requests in this status (or these statuses).
+            limit: at most this many requests per page (1-1000).
+            before: the ``next`` of the previous page (an opaque cursor).
+
+        Raises:
+            RequestError: an unknown status or a limit out of range.
+        """
+        wanted = {status} if isinstance(status, str) else set(status or STATUSES)
+        unknown = sorted(wanted - set(STATUSES))
+        if unknown:
+            raise RequestError(
+                f"unknown status {', '.join(unknown)}: use {', '.join(STATUSES)}", None
+            )
+        if not 1 <= limit <= 1000:
+            raise RequestError(f"limit must be 1-1000, got {limit}", None)
+        prefix = keys.flow_index(self.flow_name)
+        index = await self.state.keys(prefix)
+        created = await self.state.get_many(index)
+        # Newest first by creation time (the index entry's value), then by id; a cursor
+        # is "created/id" of the last request on the previous page.
+        order = sorted(
+            ((float(value or 0), key[len(prefix) :]) for key, value in zip(
+                index, created, strict=True)),
+            reverse=True,
+        )
+        if before is not None:
+            text, _, last = before.partition("/")
+            try:
+                cut = (float(text), last)
+            except ValueError:
+                raise RequestError(f"invalid cursor {before!r}", None) from None
+            order = [entry for entry in order if entry < cut]
+        page: list[RequestInfo] = []
+        for start in range(0, len(order), 256):
+            batch = order[start : start + 256]
+            records = await self.state.get_many([keys.request(rid) for _, rid in batch])
+            for (stamp, rid), raw in zip(batch, records, strict=True):
+                if raw is None:
+                    continue
+                info = RequestInfo.from_record(rid, loads(raw))
+                if info.status in wanted:
+                    page.append(info)
+                    if len(page) == limit:
+                        more = (stamp, rid) != order[-1]
+                        return RequestPage(page, f"{stamp!r}/{rid}" if more else None)
+        return RequestPage(page, None)
 
     async def state_of(self, request_id: str) -> str:
         """The request's status: running, paused, succeeded, failed or stopped."""

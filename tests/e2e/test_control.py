@@ -39,7 +39,7 @@ async def test_pause_holds_the_next_node_and_resume_finishes_once(
     state = await flow.state(rid)
     assert state["status"] == "paused"
     assert state["nodes"]["b"]["state"] == "done"
-    assert "c" not in state["nodes"]
+    assert state["nodes"]["c"] == {"state": "held"}
     assert gate.hits(rid, "c") == 0
     assert capture.paths() == ["a", "b", "c"]  # c's hop was sent, and held on arrival
     assert (await flow.call("GET", f"/flow/{rid}/result")).status_code == 404

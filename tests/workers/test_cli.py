@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -63,8 +64,9 @@ def test_submit_status_result_and_control(env: dict[str, str], tmp_path: Path) -
     faasflow("submit", flow, "--data", "x", "--request-id", rid, "--wait", "30", env=env)
     status = faasflow("status", rid, env=env)
     assert status.stdout.startswith(f"{rid}  flow fanout  succeeded\n")
-    assert all(f"  {node}  finished  attempt 1" in status.stdout
-               for node in ("start", "b0", "b1", "b2", "b3", "join"))
+    lines = status.stdout.splitlines()[1:]  # the node tree: one line per node here
+    assert sorted(line.split()[0] for line in lines) == ["b0", "b1", "b2", "b3", "join", "start"]
+    assert all(line.split()[1:4] == ["done", "attempt", "1"] for line in lines)
     assert faasflow("result", rid, env=env).stdout == fanout.expected(b"x").decode()
 
     # pause a request held at its gate, resume it, and it finishes
@@ -78,6 +80,8 @@ def test_submit_status_result_and_control(env: dict[str, str], tmp_path: Path) -
     paused = faasflow("pause", held, env=env)
     assert (paused.returncode, paused.stderr) == (0, f"{held} paused\n")
     assert f"{held}  flow fanout  paused" in faasflow("status", held, env=env).stdout
+    listed = faasflow("requests", "fanout", "--status", "paused", "--json", env=env)
+    assert [r["request_id"] for r in json.loads(listed.stdout)["requests"]] == [held]
     gate.touch()  # b1 finishes while paused: its successor is held
     resumed = faasflow("resume", held, env=env)
     assert resumed.returncode == 0 and resumed.stderr.startswith(f"{held} resumed (")
@@ -87,6 +91,15 @@ def test_submit_status_result_and_control(env: dict[str, str], tmp_path: Path) -
         time.sleep(0.1)
         result = faasflow("result", held, env=env)
     assert result.stdout == fanout.expected(b"p").decode()
+
+    listed = faasflow("requests", "fanout", "--limit", "2", env=env).stdout.splitlines()
+    assert listed[0].split() == ["REQUEST", "STATUS", "CREATED", "TOOK", "FAILED", "AT"]
+    # newest first (by creation, not by id: rid was chosen by the client)
+    assert [line.split()[:2] for line in listed[1:3]] == [[held, "succeeded"], [rid, "succeeded"]]
+    cursor = listed[-1].removeprefix("more: --before ")
+    older = faasflow("requests", "fanout", "--before", cursor, "--json", env=env).stdout
+    assert [r["status"] for r in json.loads(older)["requests"]] == ["succeeded"]  # the first
+    assert json.loads(older)["next"] is None
 
     missing = faasflow("status", "no-such-request", env=env)
     assert (missing.returncode, missing.stderr) == (1, "error: no request 'no-such-request'\n")

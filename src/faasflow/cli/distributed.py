@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from faasflow.embedded import default_store_url
 from faasflow.errors import ConfigurationError
 
 __all__ = ["add_connection_options", "nats_url", "state_url"]
@@ -36,8 +37,11 @@ def add_connection_options(
         )
 
 
-def state_url(args: argparse.Namespace) -> str:
-    """``--state``, or a clear error naming the option and its variable."""
+def state_url(args: argparse.Namespace, *, default: bool = False) -> str:
+    """``--state``; else, with ``default``, the embedded default store (where
+    ``faasflow run`` keeps requests); else a clear error naming the option and variable."""
+    if not args.state and default:
+        return default_store_url()
     if not args.state:
         raise ConfigurationError("no state store: pass --state URL or set FAASFLOW_STATE")
     value: str = args.state

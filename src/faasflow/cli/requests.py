@@ -13,13 +13,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error, write_stdout
 from faasflow.cli.distributed import add_connection_options, nats_url, state_url
 from faasflow.cli.loader import load_define
-from faasflow.cli.progress import format_duration
+from faasflow.cli.report import format_requests, format_status, parse_statuses
 from faasflow.cli.run import _read_input, _request_id, _seconds
+from faasflow.engine.records import STATUSES
 from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
 
 if TYPE_CHECKING:
@@ -47,11 +48,31 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     add_connection_options(submit)
     submit.set_defaults(handler=_submit)
 
-    status = subparsers.add_parser("status", help="a request's status and nodes")
+    status = subparsers.add_parser(
+        "status", help="a request's status and node tree with timings",
+        description="Print a request's status and its nodes as a tree (sub-DAGs and "
+        "branches nested), each with its state, attempt, duration and sizes.",
+    )
     status.add_argument("request_id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     add_connection_options(status, nats=False, data=False)
     status.set_defaults(handler=lambda args: _control(args, _status, needs=()))
+
+    listing = subparsers.add_parser(
+        "requests", help="list a flow's requests, newest first",
+        description="List the requests of FLOW still on record (finished ones are kept "
+        "for the result TTL), newest first, a page at a time.",
+    )
+    listing.add_argument("name", metavar="FLOW", help="the flow name")
+    listing.add_argument("--status", type=parse_statuses, metavar="S[,S]",
+                         help=f"only these statuses ({', '.join(STATUSES)})")
+    listing.add_argument("--limit", type=_limit, default=20, metavar="N",
+                         help="requests per page (default 20)")
+    listing.add_argument("--before", metavar="CURSOR",
+                         help="the next page: the cursor the previous page printed")
+    listing.add_argument("--json", action="store_true", help="print the page as JSON")
+    add_connection_options(listing, nats=False, data=False)
+    listing.set_defaults(handler=lambda args: _control(args, _requests, needs=()))
 
     result = subparsers.add_parser("result", help="a succeeded request's result, to stdout")
     result.add_argument("request_id", metavar="ID")
@@ -86,7 +107,9 @@ async def _client(args: argparse.Namespace, needs: tuple[str, ...]) -> Client:
     if "flow" in needs:
         flow = load_define(args.flow)
         define, name = flow.define, name or flow.stem
-    state, data = state_url(args), getattr(args, "data_store", None)
+    # Reading works on the embedded default store too (where `faasflow run` keeps them).
+    state = state_url(args, default=not needs)
+    data = getattr(args, "data_store", None)
     if name is None and "nats" in needs:
         async with Client(state_store=state) as reader:
             name = (await reader.info(args.request_id)).flow
@@ -132,6 +155,13 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limit(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1-1000, got {text!r}")
+    return value
+
+
 def _control(
     args: argparse.Namespace,
     action: Callable[[Client, argparse.Namespace], Awaitable[None]],
@@ -152,42 +182,15 @@ def _control(
 
 async def _status(client: Client, args: argparse.Namespace) -> None:
     info = await client.info(args.request_id, nodes=True)
-    nodes = _node_table(await client.history(args.request_id), info.nodes)
     if args.json:
-        failure = info.failure
-        print(json.dumps({
-            "request_id": info.request_id, "flow": info.flow, "status": info.status,
-            "created": info.created, "updated": info.updated,
-            "failure": None if failure is None else vars(failure),
-            "nodes": nodes,
-        }, indent=2, sort_keys=True))
-        return
-    print(f"{info.request_id}  flow {info.flow}  {info.status}")
-    if info.failure is not None:
-        print(f"  failed at {info.failure.node!r} (attempt {info.failure.attempt}): "
-              f"{info.failure.cause}")
-    for path, node in nodes.items():
-        took = ""
-        if node.get("finished") and node.get("started"):
-            took = "  " + format_duration(node["finished"] - node["started"])
-        print(f"  {path}  {node['state']}  attempt {node.get('attempt', 1)}{took}")
+        print(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(format_status(info))
 
 
-def _node_table(
-    history: list[dict[str, Any]], records: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """Each node's latest state, in the order nodes first appear: the history has the
-    finished ones (their records are gone once the request ends), the records the
-    running ones."""
-    table: dict[str, dict[str, Any]] = {}
-    for event in history:
-        if event.get("kind") == "node":
-            entry = table.setdefault(event["node"], {})
-            entry.update({k: v for k, v in event.items() if k not in ("kind", "node", "event")})
-            entry["state"] = event["event"]
-    for path, record in records.items():
-        table.setdefault(path, {}).update(record)
-    return table
+async def _requests(client: Client, args: argparse.Namespace) -> None:
+    page = await client.list_requests(status=args.status, limit=args.limit, before=args.before)
+    print(format_requests(page, as_json=args.json))
 
 
 async def _result(client: Client, args: argparse.Namespace) -> None:

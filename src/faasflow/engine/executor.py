@@ -22,8 +22,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
+from faasflow import tracing
 from faasflow.callables import call_user
 from faasflow.dsl.spec import NodeSpec
 from faasflow.engine import keys
@@ -31,7 +33,7 @@ from faasflow.engine.context import current_node
 from faasflow.engine.definition import Define
 from faasflow.engine.hops import Hop
 from faasflow.engine.lifecycle import Lifecycle, LiveRequest, Settings
-from faasflow.engine.operations import Caller, run_operations, run_user
+from faasflow.engine.operations import Caller, CallEvent, run_operations, run_user
 from faasflow.engine.planner import (
     Action,
     DagDone,
@@ -99,6 +101,24 @@ class Executor(Lifecycle):
         self.caller = caller
         self._inflight: dict[str, bytes] = {}
         """Record keys of the steps this engine is running now, each with its claim."""
+        self.call_listeners: list[Callable[[CallEvent], None]] = []
+        """Called with every function-call attempt this engine makes."""
+
+    @property
+    def running_steps(self) -> int:
+        """How many steps (nodes, expansions, aggregations) this engine is running now."""
+        return len(self._inflight)
+
+    async def _observe_call(self, rid: str, event: CallEvent) -> None:
+        for listener in self.call_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("call listener failed")
+        if event.retrying:
+            await self._history(
+                rid, "node", event.node, "retried", attempt=event.attempt, error=event.error
+            )
 
     # -- starting requests --------------------------------------------------------
     async def submit(
@@ -117,9 +137,23 @@ class Executor(Lifecycle):
         transport (a sync flow answers in its caller's request). ``callback_url`` is
         kept on the request record for the end listeners.
         """
+        with tracing.request_span(self.flow_name, rid) as traceparent:
+            await self._submit(rid, data, query, inline, callback_url, traceparent)
+
+    async def _submit(
+        self,
+        rid: str,
+        data: bytes,
+        query: str,
+        inline: bool,
+        callback_url: str | None,
+        traceparent: str | None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._live.pop(rid, None)
         live = self.live(rid, query)
+        if traceparent:
+            live.base = replace(live.base, trace=traceparent)
         record = request_record(self.flow_name, query, self.owner)
         if callback_url:
             record["callback_url"] = callback_url
@@ -137,6 +171,10 @@ class Executor(Lifecycle):
     # -- running hops -------------------------------------------------------------
     async def handle(self, hop: Hop) -> None:
         """Run one hop (the transport's handler)."""
+        with tracing.node_span(hop):
+            await self._handle(hop)
+
+    async def _handle(self, hop: Hop) -> None:
         self._loop = asyncio.get_running_loop()
         rid = hop.request_id
         # One round trip for the request and the step's record (a node's, or a dynamic
@@ -155,6 +193,9 @@ class Executor(Lifecycle):
         if status != RUNNING and not await self._hold(hop):
             return
         live = self.live(hop.request_id, record.get("query", ""))
+        if hop.trace and live.base.trace != hop.trace:
+            # Every hop of a request carries its request span: so will the hops sent here.
+            live.base = replace(live.base, trace=hop.trace)
         try:
             node = live.spec.resolve(hop.path)
         except KeyError:
@@ -176,6 +217,7 @@ class Executor(Lifecycle):
         Returns ``True`` when the request turned running meanwhile and the hop should run.
         """
         await self.hops.hold(hop)
+        await self._history(hop.request_id, "node", hop.path, "held")
         raw = await self.state.get(keys.request(hop.request_id))
         # A resume may have swept the held hops just before this one was added.
         return raw is not None and loads(raw)["status"] == RUNNING and await self.hops.unhold(hop)
@@ -206,24 +248,21 @@ class Executor(Lifecycle):
             if previous["state"] == "running" and limit and previous["attempt"] >= limit:
                 # Every process that took this step died in it: it may be what kills them.
                 raise _Abandoned(raw, previous["attempt"])
+        attempt = (previous or {}).get("attempt", 0) + 1
         claimed = dumps(
-            {
-                "state": "running",
-                "attempt": (previous or {}).get("attempt", 0) + 1,
-                "started": time.time(),
-                "owner": self.owner,
-            }
+            {"state": "running", "attempt": attempt, "started": time.time(), "owner": self.owner}
         )
         # Marked as ours before the write lands: a duplicate of this hop that reads the
         # claim meanwhile must find it running, not abandoned.
         self._inflight.setdefault(key, claimed)
+        # The claim, its history entry and (with leases on) its lease are one commit.
+        entry = self._history_entry("node", hop.path, "started", attempt=attempt)
+        writes: list[WriteOp] = [Put(key, claimed), Append(keys.history(rid), dumps(entry))]
         lease_ttl = self.settings.lease_ttl
+        if lease_ttl is not None:
+            writes.append(Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl))
         try:
-            if lease_ttl is None:
-                won = await self.state.compare_and_set(key, raw, claimed)
-            else:
-                lease = Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl)
-                won = await self.state.commit([Put(key, claimed), lease], require={key: raw})
+            won = await self.state.commit(writes, require={key: raw})
         except BaseException:
             self._release(key, claimed)
             raise
@@ -231,6 +270,7 @@ class Executor(Lifecycle):
             self._release(key, claimed)
             return None, None
         self._inflight[key] = claimed
+        self._notify(rid, entry)
         return None, claimed
 
     def _release(self, key: str, claimed: bytes) -> None:
@@ -305,7 +345,7 @@ class Executor(Lifecycle):
     ) -> dict[str, Any] | None:
         """Run the claimed step; its done record, or ``None`` when it failed (recorded)."""
         attempt = loads(claimed)["attempt"]
-        self._emit(hop.request_id, hop.path, "started", attempt=attempt)
+        tracing.annotate(attempt=attempt)
         token = current_node.set(hop.path)
         lease_ttl = self.settings.lease_ttl
         renewal = (
@@ -317,6 +357,7 @@ class Executor(Lifecycle):
             return await work(claimed)
         except NodeError as exc:
             exc.attempt = max(exc.attempt, attempt)
+            tracing.mark_failed(exc)
             await self._fail(live, hop, key, claimed, exc)
             return None
         finally:
@@ -336,6 +377,7 @@ class Executor(Lifecycle):
                 request_id=rid,
                 caller=self.caller,
                 default_timeout=self.settings.default_timeout,
+                observe=lambda event: self._observe_call(rid, event),
             )
             token = new_token()
             if not node.operations and single_ref is not None:

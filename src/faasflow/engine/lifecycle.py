@@ -135,7 +135,7 @@ class Lifecycle:
         self.end_listeners: list[Callable[[RequestEnd], Awaitable[None]]] = []
         """Awaited once per request end, in the process that recorded the end."""
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
-        """Called with every history event, plus ``started`` events that are not stored."""
+        """Called with every history event this process records, as it is recorded."""
 
     # -- building a request's flow ---------------------------------------------------
     def build(self, context: Context) -> FlowSpec:
@@ -361,19 +361,6 @@ class Lifecycle:
     def _notify(self, rid: str, entry: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener({"request_id": rid, **entry})
-
-    def _emit(self, rid: str, path: str, event: str, **details: Any) -> None:
-        for listener in self.listeners:
-            listener(
-                {
-                    "request_id": rid,
-                    "t": time.time(),
-                    "kind": "node",
-                    "node": path,
-                    "event": event,
-                    **details,
-                }
-            )
 
     def forget(self, rid: str) -> None:
         self._live.pop(rid, None)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from faasflow import tracing
 from faasflow.callables import call_user
 from faasflow.dsl.operations import Apply, Modify, Operation, Request
 from faasflow.dsl.options import NO_RETRY
@@ -27,6 +30,36 @@ class Caller(Protocol):
     async def invoke(self, request: FunctionRequest) -> FunctionResponse: ...
 
 
+@dataclass(frozen=True)
+class CallEvent:
+    """One function-call attempt, as call observers see it.
+
+    Attributes:
+        node: the node path that made the call.
+        function: the function name, or the URL of a ``request``.
+        attempt: 1 for the first try.
+        seconds: how long the attempt took.
+        error: why it failed, ``None`` when it succeeded.
+        timed_out: it failed by taking longer than its timeout.
+        retrying: it failed and another attempt follows.
+    """
+
+    node: str
+    function: str
+    attempt: int
+    seconds: float
+    error: str | None = None
+    timed_out: bool = False
+    retrying: bool = False
+
+
+CallObserver = Callable[[CallEvent], Awaitable[None]]
+
+
+async def _ignore(event: CallEvent) -> None:
+    return None
+
+
 async def run_operations(
     operations: Sequence[Operation],
     data: bytes,
@@ -35,9 +68,11 @@ async def run_operations(
     request_id: str,
     caller: Caller,
     default_timeout: float,
+    observe: CallObserver = _ignore,
 ) -> tuple[bytes, int]:
     """Run ``operations`` in order on ``data``; return the output and the most attempts
-    any call needed. Raises :class:`NodeError` naming the node and attempt."""
+    any call needed; ``observe`` hears of every call attempt. Raises :class:`NodeError`
+    naming the node and attempt."""
     attempts_used = 1
     for operation in operations:
         if isinstance(operation, Modify):
@@ -50,6 +85,7 @@ async def run_operations(
                 request_id=request_id,
                 caller=caller,
                 default_timeout=default_timeout,
+                observe=observe,
             )
             attempts_used = max(attempts_used, attempts)
     return data, attempts_used
@@ -75,6 +111,7 @@ async def _call(
     request_id: str,
     caller: Caller,
     default_timeout: float,
+    observe: CallObserver,
 ) -> tuple[bytes, int]:
     options = operation.options
     retry = options.retry or NO_RETRY
@@ -82,18 +119,28 @@ async def _call(
     target = operation.function if isinstance(operation, Apply) else operation.url
     error: FunctionError | None = None
     for attempt in range(1, retry.attempts + 1):
+        began = time.perf_counter()
         try:
-            return await _attempt(
-                caller, operation, data, target=target, timeout=timeout, request_id=request_id
-            ), attempt
-        except FunctionNotFoundError as exc:
-            # Retrying cannot make an unknown function appear.
-            error = _at(exc, node, attempt)
-            break
+            # The span records a failure passing through it (status error).
+            with tracing.call_span(target, attempt) as trace_headers:
+                output = await _attempt(
+                    caller, operation, data, target=target, timeout=timeout,
+                    request_id=request_id, trace_headers=trace_headers,
+                )
         except FunctionError as exc:
             error = _at(exc, node, attempt)
-            if attempt < retry.attempts:
-                await asyncio.sleep(retry.delay(attempt))
+            # Retrying cannot make an unknown function appear.
+            retrying = attempt < retry.attempts and not isinstance(exc, FunctionNotFoundError)
+            await observe(CallEvent(
+                node, target, attempt, time.perf_counter() - began, str(exc),
+                timed_out=isinstance(exc, FunctionTimeoutError), retrying=retrying,
+            ))
+            if not retrying:
+                break
+            await asyncio.sleep(retry.delay(attempt))
+        else:
+            await observe(CallEvent(node, target, attempt, time.perf_counter() - began))
+            return output, attempt
     assert error is not None
     if options.on_failure is not None:
         try:
@@ -119,13 +166,14 @@ async def _attempt(
     target: str,
     timeout: float,
     request_id: str,
+    trace_headers: dict[str, str],
 ) -> bytes:
     options = operation.options
     request = FunctionRequest(
         target=target,
         body=data,
         method=options.method,
-        headers=dict(options.headers),
+        headers={**trace_headers, **options.headers},
         query=list(options.query),
         timeout=timeout,
         is_url=isinstance(operation, Request),

@@ -97,7 +97,7 @@ class RequestInfo:
         created: epoch seconds.
         updated: epoch seconds of the last status change.
         failure: why it failed, for ``failed`` requests.
-        nodes: node path → its record (``state``, ``attempt``, timings), when asked for.
+        nodes: node path → its state and details (see :func:`node_table`), when asked for.
     """
 
     request_id: str
@@ -108,6 +108,21 @@ class RequestInfo:
     failure: FailureInfo | None = None
     query: str = ""
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON: what the flow server's state route and ``status --json`` answer."""
+        failure = self.failure
+        return {
+            "request_id": self.request_id,
+            "flow": self.flow,
+            "status": self.status,
+            "created": self.created,
+            "updated": self.updated,
+            "failure": None if failure is None else {
+                "node": failure.node, "attempt": failure.attempt, "cause": failure.cause
+            },
+            "nodes": self.nodes,
+        }
 
     @classmethod
     def from_record(cls, request_id: str, record: dict[str, Any]) -> RequestInfo:
@@ -121,6 +136,63 @@ class RequestInfo:
             failure=FailureInfo(error["node"], error["attempt"], error["cause"]) if error else None,
             query=record.get("query", ""),
         )
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    """One page of a flow's requests, newest first.
+
+    Attributes:
+        requests: the requests on this page.
+        next: pass as ``before=`` to get the next (older) page; ``None`` on the last page.
+    """
+
+    requests: list[RequestInfo]
+    next: str | None = None
+
+
+NODE_STATES = {
+    "started": "running",
+    "finished": "done",
+    "expanded": "done",
+    "failed": "failed",
+    "held": "held",
+}
+"""The node state each history event leaves behind (``retried`` leaves it running)."""
+
+_NOT_DETAILS = frozenset({"kind", "node", "event", "t", "owner", "ref", "fwd"})
+
+
+def node_table(
+    history: list[dict[str, Any]], records: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each node's latest state and details, in the order nodes first appear.
+
+    ``history`` has every node event (its node records are gone once the request ends);
+    ``records`` (node records of a live request) say what is running now. Each entry may
+    hold ``state`` (running, done, failed, held), ``attempt``, ``started``, ``finished``,
+    ``size_in``, ``size_out``, ``retries``, ``branches``, ``calls`` and ``error``.
+    """
+    table: dict[str, dict[str, Any]] = {}
+    for event in history:
+        if event.get("kind") != "node":
+            continue
+        entry = table.setdefault(event["node"], {})
+        name = event["event"]
+        if name == "retried":
+            entry["retries"] = entry.get("retries", 0) + 1
+            entry["error"] = event.get("error", "")
+            continue
+        if name == "started":
+            entry.pop("error", None)
+            entry.pop("finished", None)
+            entry["started"] = event["t"]
+        entry.update({k: v for k, v in event.items() if k not in _NOT_DETAILS})
+        entry["state"] = NODE_STATES.get(name, name)
+    for path, record in (records or {}).items():
+        entry = table.setdefault(path, {})
+        entry.update({k: v for k, v in record.items() if k not in _NOT_DETAILS})
+    return table
 
 
 def request_record(flow: str, query: str, owner: str) -> dict[str, Any]:

@@ -7,7 +7,9 @@
 | ``/?pause-flow=ID`` ``resume-flow`` ``stop-flow`` ``state`` | the original query API |
 | ``POST /flow/{id}/forward`` | a signed hop (the gateway's queue worker calls it) |
 | ``POST /flow/{id}/pause`` ``resume`` ``stop`` ``redrive`` | control |
-| ``GET /flow/{id}/state`` ``/flow/{id}/result`` | status (JSON) and the stored result |
+| ``GET /flow/{id}/state`` ``/flow/{id}/result`` | status and node table (JSON); the result |
+| ``GET /flow/{id}/history`` | the request's events (JSON) |
+| ``GET /requests?status=&limit=&before=`` | a page of the flow's requests, newest first (JSON) |
 | ``GET /healthz`` | liveness |
 
 A flow of one sync node runs within the caller's request and answers 200 with its
@@ -33,12 +35,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from faasflow import tracing
 from faasflow.config import ServerConfig
 from faasflow.dsl.export import to_json
 from faasflow.embedded import Engine, check_request_id
 from faasflow.engine import keys
 from faasflow.engine.definition import Define
-from faasflow.engine.records import FAILED, STOPPED, SUCCEEDED, RequestInfo
+from faasflow.engine.records import FAILED, STOPPED, SUCCEEDED
 from faasflow.errors import (
     ConfigurationError,
     DuplicateRequestError,
@@ -136,6 +139,8 @@ def create_app(
         Route("/flow/{rid}/forward", server.forward, methods=["POST"]),
         Route("/flow/{rid}/state", server.state, methods=["GET"]),
         Route("/flow/{rid}/result", server.result, methods=["GET"]),
+        Route("/flow/{rid}/history", server.history, methods=["GET"]),
+        Route("/requests", server.requests, methods=["GET"]),
         Route("/flow/{rid}/{verb:str}", server.control, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -252,6 +257,8 @@ class _FlowServer:
             return PlainTextResponse(f"{exc}\n", status_code=404)
         except (RequestStateError, DuplicateRequestError) as exc:
             return PlainTextResponse(f"{exc}\n", status_code=409)
+        except RequestError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=400)
         except FlowDefinitionError as exc:
             return PlainTextResponse(f"flow definition error: {exc}\n", status_code=500)
         except TransportError as exc:
@@ -303,10 +310,11 @@ class _FlowServer:
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise HTTPProblem(400, f"{CALLBACK} must be an http(s) URL, got {callback!r}")
         wait = self._wait(request)
-        rid = await self.engine.submit(
-            body, request_id=rid, query=_user_query(request), inline=bool(self._sync),
-            callback_url=callback,
-        )
+        with tracing.continue_from(request.headers):
+            rid = await self.engine.submit(
+                body, request_id=rid, query=_user_query(request), inline=bool(self._sync),
+                callback_url=callback,
+            )
         headers = {REQID: rid}
         if callback:
             headers[CALLBACK] = callback
@@ -390,7 +398,34 @@ class _FlowServer:
         async def run() -> Response:
             self._authorize_control(request)
             rid = self._rid(request.path_params["rid"])
-            return JSONResponse(info_json(await self.engine.info(rid, nodes=True)))
+            return JSONResponse((await self.engine.info(rid, nodes=True)).to_dict())
+
+        return await self._guard(run)
+
+    async def history(self, request: Request) -> Response:
+        async def run() -> Response:
+            self._authorize_control(request)
+            rid = self._rid(request.path_params["rid"])
+            return JSONResponse(await self.engine.history(rid))
+
+        return await self._guard(run)
+
+    async def requests(self, request: Request) -> Response:
+        """``GET /requests?status=a,b&limit=N&before=ID``: a page of this flow's requests."""
+
+        async def run() -> Response:
+            self._authorize_control(request)
+            params = request.query_params
+            raw_limit = params.get("limit", "50")
+            if not raw_limit.isdigit():
+                raise HTTPProblem(400, f"limit must be a number, got {raw_limit!r}")
+            statuses = [s for s in params.get("status", "").split(",") if s] or None
+            page = await self.engine.list_requests(
+                status=statuses, limit=int(raw_limit), before=params.get("before") or None
+            )
+            return JSONResponse(
+                {"requests": [info.to_dict() for info in page.requests], "next": page.next}
+            )
 
         return await self._guard(run)
 
@@ -407,26 +442,10 @@ class _FlowServer:
                 return Response(data, media_type="application/octet-stream",
                                 headers={REQID: rid})
             if info.status in (FAILED, STOPPED):
-                return JSONResponse(info_json(info), status_code=409)
+                return JSONResponse(info.to_dict(), status_code=409)
             raise HTTPProblem(404, f"request {rid} is {info.status}: no result yet")
 
         return await self._guard(run)
-
-
-def info_json(info: RequestInfo) -> dict[str, Any]:
-    """A request's status as the state route answers it."""
-    failure = info.failure
-    return {
-        "request_id": info.request_id,
-        "flow": info.flow,
-        "status": info.status,
-        "created": info.created,
-        "updated": info.updated,
-        "failure": None if failure is None else {
-            "node": failure.node, "attempt": failure.attempt, "cause": failure.cause
-        },
-        "nodes": info.nodes,
-    }
 
 
 def _user_query(request: Request) -> str:
