@@ -18,7 +18,7 @@ environment, through :func:`server_config`. Every error names the variable.
 | ``hop_max_age`` | ``3600`` | seconds after which a hop is stale and refused |
 | ``max_wait`` | ``300`` | the longest ``X-Faas-Flow-Wait`` honoured, seconds |
 | ``callback_attempts`` | ``8`` | tries to deliver a completion callback |
-| ``enable_tracing``, ``trace_server`` | off | read for the template; not used yet |
+| ``enable_tracing``, ``trace_server`` | off | OTLP trace export (read by :mod:`faasflow.tracing`) |
 
 Each secret may also be given as an environment variable with ``-`` replaced by ``_``
 (``faasflow_hmac_secret``), for running outside OpenFaaS.
@@ -55,8 +55,6 @@ class ServerConfig:
     hop_max_age: float = 3600.0
     max_wait: float = 300.0
     callback_attempts: int = 8
-    enable_tracing: bool = False
-    trace_server: str | None = None
 
 
 def server_config(
@@ -92,8 +90,6 @@ def server_config(
         "hop_max_age": parse_float(env, "hop_max_age", 3600.0),
         "max_wait": parse_float(env, "max_wait", 300.0),
         "callback_attempts": parse_int(env, "callback_attempts", 8),
-        "enable_tracing": parse_bool(env, "enable_tracing", False),
-        "trace_server": env.get("trace_server") or None,
     }
     values.update(given)
     if "gateway" in given:

@@ -33,6 +33,7 @@ from opentelemetry import trace
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from faasflow.config import parse_bool
 from faasflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -227,11 +228,8 @@ def configure_from_env(service_name: str, env: Mapping[str, str] | None = None) 
     if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         configure(service_name)
         return True
-    flag = env.get("enable_tracing", "").strip().lower()
-    if flag in ("", "0", "false", "no", "off"):
+    if not parse_bool(env, "enable_tracing", False):
         return False
-    if flag not in ("1", "true", "yes", "on"):
-        raise ConfigurationError(f"enable_tracing: expected true or false, got {flag!r}")
     server = env.get("trace_server", "").strip() or "localhost:4318"
     configure(service_name, server if "://" in server else f"http://{server}")
     return True

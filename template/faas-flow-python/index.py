@@ -78,6 +78,7 @@ def build_app() -> Any:
     # plain traceback while configuration problems get the one-line treatment below.
     from function import handler
 
+    from faasflow import tracing
     from faasflow.config import server_config
     from faasflow.server.app import create_app
 
@@ -85,6 +86,8 @@ def build_app() -> Any:
     if not callable(define):
         raise StartupError("function/handler.py must define define(flow, context)")
     config = server_config()
+    # enable_tracing/trace_server (or OTEL_EXPORTER_OTLP_ENDPOINT): spans go to a collector.
+    tracing.configure_from_env(config.flow_name)
     app = create_app(define, config=config, engine_options=store_overrides(handler))
     # A bad definition fails here, before the port is bound and the watchdog sees ready.
     app.state.flow_server.engine.describe()
@@ -96,8 +99,12 @@ def main() -> int:
     import uvicorn
 
     from faasflow.errors import FaasFlowError
+    from faasflow.tracing import LogContext
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.addFilter(LogContext())  # request and trace ids on every line
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s%(ids)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
         port = listen_port(os.environ)
         app = build_app()

@@ -22,11 +22,12 @@ PREFIX = "faasflow gateway listening on "
 class GatewayProcess:
     """``python -m faasflow gateway ...`` with its URL read from its first stdout line."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "faasflow", "gateway", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=env,
         )
         lines: queue.Queue[bytes] = queue.Queue()
         assert self.process.stdout is not None

@@ -13,9 +13,10 @@ import logging
 import os
 import sys
 
-from faasflow import __version__
+from faasflow import __version__, tracing
 from faasflow.cli import graph, new, requests, run, serve, worker
-from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE
+from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error
+from faasflow.errors import ConfigurationError
 from faasflow.gateway import cli as gateway_cli
 
 __all__ = ["build_parser", "main"]
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Function composition for FaaS platforms: run and inspect flows.",
     )
     parser.add_argument("--version", action="version", version=f"faasflow {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     run.add_parser(subparsers)
     graph.add_parser(subparsers)
     serve.add_parser(subparsers)
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _configure_logging()
     try:
+        # OTEL_EXPORTER_OTLP_ENDPOINT, or enable_tracing/trace_server: spans to a collector.
+        tracing.configure_from_env(f"faasflow-{args.command}")
+    except ConfigurationError as exc:
+        return error(str(exc), EXIT_USAGE)
+    try:
         status: int = handler(args)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -75,7 +81,13 @@ def _configure_logging() -> None:
     # Warnings from the engine and handler folders (a handler's traceback, say) are for
     # the developer at the terminal; label them apart from the result and error lines.
     # A no-op when the host (a test runner, an embedding app) configured logging already.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Lines logged while a hop runs name its request and trace.
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.addFilter(tracing.LogContext())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s%(ids)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 def _silence_stdout() -> None:

@@ -169,9 +169,10 @@ environment:
   # max_wait: "{_default("max_wait")}"
   # Tries to deliver a completion callback (X-Faas-Flow-Callback-Url).
   # callback_attempts: "{_default("callback_attempts")}"
-  # Read for compatibility with faas-flow; tracing is not wired yet.
-  # enable_tracing: "{_default("enable_tracing")}"
-  # trace_server: ""
+  # OpenTelemetry: export spans over OTLP/HTTP to trace_server (host:port or URL;
+  # default localhost:4318). Needs faasflow[tracing] in requirements.txt.
+  # enable_tracing: "false"
+  # trace_server: "otel-collector.openfaas:4318"
 """
 
 
