@@ -302,3 +302,42 @@ async def test_callbacks_on_success_and_failure_with_retries(
         assert headers["x-faas-flow-status"] == "failure"
         assert headers["x-faas-flow-reqid"] == response.headers["X-Faas-Flow-Reqid"]
         assert b"node 'b'" in body
+
+
+async def test_requests_listing_and_history_routes(tmp_path: Path, client: httpx.AsyncClient) -> None:
+    async with serving(local_app(chain_with(), tmp_path, control_token="t0k")) as url:
+        auth = {"Authorization": "Bearer t0k"}
+        ids = []
+        for i in range(3):
+            answer = await client.post(url + "/", content=b"x", headers={
+                "X-Faas-Flow-Reqid": f"q{i}", "X-Faas-Flow-Wait": "10"})
+            assert answer.status_code == 200, answer.text
+            ids.append(f"q{i}")
+
+        assert (await client.get(f"{url}/requests")).status_code == 401  # control token
+        first = (await client.get(f"{url}/requests?limit=2", headers=auth)).json()
+        assert [r["request_id"] for r in first["requests"]] == ["q2", "q1"]
+        assert first["requests"][0]["status"] == "succeeded"
+        rest = await client.get(f"{url}/requests", params={"before": first["next"]}, headers=auth)
+        assert ([r["request_id"] for r in rest.json()["requests"]], rest.json()["next"]) == (
+            ["q0"], None)
+        running = await client.get(f"{url}/requests?status=running,paused", headers=auth)
+        assert running.json() == {"requests": [], "next": None}
+
+        for bad, message in (("status=done", "unknown status done"),
+                             ("limit=x", "limit must be a number"),
+                             ("limit=5000", "limit must be 1-1000"),
+                             ("before=zzz", "invalid cursor")):
+            answer = await client.get(f"{url}/requests?{bad}", headers=auth)
+            assert (answer.status_code, message in answer.text) == (400, True), answer.text
+
+        history = (await client.get(f"{url}/flow/q1/history", headers=auth)).json()
+        assert [(e["node"], e["event"]) for e in history if e["kind"] == "node"] == [
+            ("a", "started"), ("a", "finished"), ("b", "started"), ("b", "finished"),
+            ("c", "started"), ("c", "finished")]
+        state = (await client.get(f"{url}/flow/q1/state", headers=auth)).json()
+        assert {path: node["state"] for path, node in state["nodes"].items()} == {
+            "a": "done", "b": "done", "c": "done"}
+        assert state["nodes"]["c"]["size_out"] == len(b"x-a-c")
+        missing = await client.get(f"{url}/flow/nope/history", headers=auth)
+        assert missing.status_code == 404

@@ -233,8 +233,11 @@ class Lifecycle:
         info = {"node": error.node, "attempt": error.attempt, "cause": str(error)}
         record = await self._set_status(rid, (RUNNING, PAUSED), FAILED, error=info)
         try:
+            # The node's attempt (how often it was started); ``calls``: the function-call
+            # attempt that failed it (the request's failure names that one).
             await self._history(
-                rid, "node", error.node, "failed", attempt=error.attempt, error=str(error)
+                rid, "node", error.node, "failed",
+                attempt=previous.get("attempt", 1), calls=error.attempt, error=str(error),
             )
             if hop is not None:
                 # The failed hop waits among the held ones: redrive sends it again.
