@@ -62,7 +62,8 @@ async def test_each_node_start_retry_and_end_is_on_record(make_engine: MakeEngin
     assert events(history, "call") == ["started", "retried", "retried", "finished"]
     retried = [e for e in history if e["event"] == "retried"]
     assert [(e["attempt"], e["error"]) for e in retried] == [
-        (1, "function 'f' raised ConnectionError: boom 1"), (2, "function 'f' raised ConnectionError: boom 2")
+        (1, "function 'f' raised ConnectionError: boom 1"),
+        (2, "function 'f' raised ConnectionError: boom 2"),
     ]
     times = [e["t"] for e in history]
     assert times == sorted(times)

@@ -304,7 +304,9 @@ async def test_callbacks_on_success_and_failure_with_retries(
         assert b"node 'b'" in body
 
 
-async def test_requests_listing_and_history_routes(tmp_path: Path, client: httpx.AsyncClient) -> None:
+async def test_requests_listing_and_history_routes(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
     async with serving(local_app(chain_with(), tmp_path, control_token="t0k")) as url:
         auth = {"Authorization": "Bearer t0k"}
         ids = []
