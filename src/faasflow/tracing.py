@@ -215,21 +215,32 @@ def configure(service_name: str, endpoint: str | None = None) -> None:
     trace.set_tracer_provider(provider)
 
 
-def configure_from_env(service_name: str, env: Mapping[str, str] | None = None) -> bool:
-    """Turn tracing on when the environment asks for it; returns whether it is on.
+def export_endpoint(env: Mapping[str, str]) -> str | None:
+    """Where ``env`` asks spans to go: ``None`` (tracing off), ``""`` (on, the OTLP
+    exporter's own ``OTEL_EXPORTER_OTLP_*`` variables say where) or a collector's URL.
 
     Either the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``…_TRACES_ENDPOINT``), or
     the template's ``enable_tracing=true`` with ``trace_server`` (``host:port`` or a URL
     of an OTLP/HTTP collector; default ``localhost:4318``).
+
+    Raises:
+        ConfigurationError: ``enable_tracing`` is not a boolean.
     """
-    env = os.environ if env is None else env
-    if enabled():
-        return True  # the host application installed its own provider
     if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        configure(service_name)
-        return True
+        return ""
     if not parse_bool(env, "enable_tracing", False):
-        return False
+        return None
     server = env.get("trace_server", "").strip() or "localhost:4318"
-    configure(service_name, server if "://" in server else f"http://{server}")
+    return server if "://" in server else f"http://{server}"
+
+
+def configure_from_env(service_name: str, env: Mapping[str, str] | None = None) -> bool:
+    """Turn tracing on when the environment asks for it (see :func:`export_endpoint`);
+    returns whether it is on. A tracer provider installed already is kept."""
+    if enabled():
+        return True
+    endpoint = export_endpoint(os.environ if env is None else env)
+    if endpoint is None:
+        return False
+    configure(service_name, endpoint or None)
     return True

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from faasflow import config
+from faasflow import config, tracing
 from faasflow.scaffold.files import CACHES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,12 @@ def config_env_names(tmp_path: Path) -> set[str]:
     """
     env = RecordingEnv({"flow_name": "probe", "secret_mount_path": str(tmp_path / "none")})
     config.server_config(env)
-    return env.asked
+    # The template's entrypoint also reads the tracing variables (trace_server only
+    # when enable_tracing is on).
+    tracing.export_endpoint(env)
+    enabled = RecordingEnv({"enable_tracing": "true"})
+    tracing.export_endpoint(enabled)
+    return env.asked | enabled.asked
 
 
 @pytest.fixture

@@ -22,7 +22,11 @@ from .conftest import TEMPLATE, clean_env, template_files
 
 # Names config.py reads that a flow.yml has no business setting: where secrets are
 # mounted (OpenFaaS decides) and the secrets' environment fallbacks (secrets are secrets).
-NOT_IN_FLOW_YML = {"secret_mount_path", "faasflow_hmac_secret", "faasflow_control_token"}
+NOT_IN_FLOW_YML = {
+    "secret_mount_path", "faasflow_hmac_secret", "faasflow_control_token",
+    # OpenTelemetry's own variables, documented in docs/tracing.md
+    "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+}
 
 
 def new(tmp_path: Path, *args: str) -> int:
