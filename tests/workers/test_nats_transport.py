@@ -66,8 +66,9 @@ async def test_each_hop_reaches_one_worker_once(transports, flow: str) -> None:
 
         return handle
 
-    await transports(flow, handler_of(1))
-    await transports(flow, handler_of(2))
+    # Started at once: both create the durable consumer (a race that once left the
+    # second worker listening where the consumer never delivered).
+    await asyncio.gather(transports(flow, handler_of(1)), transports(flow, handler_of(2)))
     sender = await transports(flow, consume=False)
     for i in range(300):
         await sender.send(hop(f"r{i}"))

@@ -139,6 +139,10 @@ class NatsTransport(Transport):
                     pending_msgs_limit=-1,
                     pending_bytes_limit=-1,
                     config=ConsumerConfig(
+                        # One deliver subject for every worker: workers starting at once
+                        # each create the consumer, and with a fresh inbox each, the last
+                        # one would take every hop and the others' would never arrive.
+                        deliver_subject=f"{self.subject_prefix}-deliver.{self.flow_name}",
                         ack_policy=AckPolicy.EXPLICIT,
                         deliver_policy=DeliverPolicy.ALL,
                         ack_wait=self.ack_wait,
