@@ -124,6 +124,11 @@ def test_failure_verbose(flows: Path, capsys: pytest.CaptureFixture[str]) -> Non
     status = run(f"{flows}:failing", "--data", "x", "--request-id", "r-8", "-v", *MEMORY)
     assert status == 1
     err = capsys.readouterr().err.splitlines()
+    retried = [line for line in err if "retrying" in line]
+    assert [line.split(":")[0] for line in retried] == [
+        "[req r-8] n2 call attempt 1 failed, retrying",
+        "[req r-8] n2 call attempt 2 failed, retrying",
+    ]
     assert re.fullmatch(r"\[req r-8\] n2 failed \(attempt 3\): .*kaput.*", err[-3])
     assert re.fullmatch(r"\[req r-8\] request failed in [0-9.]+ m?s", err[-2])
     assert err[-1].startswith("error: request r-8 failed at node 'n2' (attempt 3)")

@@ -72,9 +72,15 @@ class Progress:
             self._node_started[key] = float(event.get("t", 0.0))
             again = f" (attempt {attempt})" if isinstance(attempt, int) and attempt > 1 else ""
             return f"{node} started{again}"
+        if name == "retried":
+            return f"{node} call attempt {attempt} failed, retrying: {event.get('error', '')}"
+        if name == "held":
+            return f"{node} held (the request is paused)"
         started = self._node_started.pop(key, None)
         if name == "failed":
-            return f"{node} failed (attempt {attempt}): {event.get('error', '')}"
+            # The attempt the request's error names: the failing call's.
+            tried = event.get("calls", attempt)
+            return f"{node} failed (attempt {tried}): {event.get('error', '')}"
         # The engine's record times the node itself; our own start time is the fallback.
         begin = event.get("started", started)
         end = event.get("finished", event.get("t"))
