@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from failing import Flaky
 
 import faasflow
 from faasflow import (
@@ -24,20 +25,6 @@ from faasflow.engine.hops import Hop
 from faasflow.transports.inprocess import InProcessTransport
 
 MakeEngine = Callable[..., faasflow.Engine]
-
-
-class Flaky:
-    """A function that fails ``failures`` times, then echoes upper-cased."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.calls = 0
-
-    def __call__(self, data: bytes) -> bytes:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise ConnectionError(f"boom {self.calls}")
-        return data.upper()
 
 
 def chain_with(function: str, **options: object) -> Callable[[Workflow, Context], None]:

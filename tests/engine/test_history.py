@@ -6,26 +6,13 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from failing import Flaky
 
 import faasflow
 from faasflow import Context, RequestError, RequestFailedError, Retry, Workflow
 from faasflow.engine import keys
 
 MakeEngine = Callable[..., faasflow.Engine]
-
-
-class Flaky:
-    """Fails ``failures`` times, then upper-cases."""
-
-    def __init__(self, failures: int) -> None:
-        self.failures = failures
-        self.calls = 0
-
-    def __call__(self, data: bytes) -> bytes:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise ConnectionError(f"boom {self.calls}")
-        return data.upper()
 
 
 def chain(define_gate: asyncio.Event | None = None) -> Callable[[Workflow, Context], None]:
