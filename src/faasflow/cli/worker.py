@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +16,7 @@ from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error
 from faasflow.cli.distributed import add_connection_options, nats_url, state_url
 from faasflow.cli.loader import FlowFile, load_define
 from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
+from faasflow.metrics import EngineMetrics, MetricsApp, serve_metrics
 
 if TYPE_CHECKING:
     from faasflow.workers import Worker
@@ -45,6 +49,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--functions", metavar="DIR",
                         help="handler folders for apply() (default: functions/ next to FILE)")
     parser.add_argument("--gateway", metavar="URL", help="an OpenFaaS gateway for apply()")
+    parser.add_argument(
+        "--metrics-port", metavar="N", default=os.environ.get("FAASFLOW_METRICS_PORT"),
+        help="serve Prometheus metrics at http://HOST:N/metrics (and /healthz); off unless "
+        "given ($FAASFLOW_METRICS_PORT; 9102 is the usual choice)",
+    )
+    parser.add_argument(
+        "--metrics-host", metavar="ADDR", default="0.0.0.0",
+        help="the address the metrics port listens on (default 0.0.0.0)",
+    )
     parser.set_defaults(handler=command)
 
 
@@ -54,13 +67,37 @@ def command(args: argparse.Namespace) -> int:
         flow = load_define(args.target)
         worker = _worker(args, flow)
         worker.describe()  # a bad definition fails now, not on the first hop
+        sock = _metrics_socket(args)
     except (ConfigurationError, FlowDefinitionError) as exc:
         return error(str(exc), EXIT_USAGE)
     try:
-        asyncio.run(_serve(worker))
+        asyncio.run(_serve(worker, sock))
     except FaasFlowError as exc:
         return error(str(exc), EXIT_FAILED)
+    finally:
+        if sock is not None:
+            sock.close()
     return 0
+
+
+def _metrics_socket(args: argparse.Namespace) -> socket.socket | None:
+    """The metrics port's listening socket, bound before anything starts so that a
+    port in use is a usage error; ``None`` when metrics are off."""
+    raw = args.metrics_port
+    if raw is None or raw == "":
+        return None
+    if not str(raw).isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigurationError(
+            f"--metrics-port ($FAASFLOW_METRICS_PORT) must be a port number, got {raw!r}"
+        )
+    try:
+        # Imported here: uvicorn is an extra (faasflow[server]).
+        from faasflow.gateway.server import bind_socket
+    except ModuleNotFoundError as missing:
+        raise ConfigurationError(
+            f"--metrics-port needs the {missing.name} package: pip install 'faasflow[server]'"
+        ) from missing
+    return bind_socket(args.metrics_host, int(raw))
 
 
 def _worker(args: argparse.Namespace, flow: FlowFile) -> Worker:
@@ -82,12 +119,18 @@ def _worker(args: argparse.Namespace, flow: FlowFile) -> Worker:
     )
 
 
-async def _serve(worker: Worker) -> None:
+async def _serve(worker: Worker, metrics_socket: socket.socket | None) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    async with worker:
+    # Attached before the worker starts, so that its first hop is counted too.
+    metrics = EngineMetrics(worker) if metrics_socket is not None else None
+    async with worker, contextlib.AsyncExitStack() as stack:
+        if metrics is not None and metrics_socket is not None:
+            await stack.enter_async_context(
+                serve_metrics(MetricsApp(metrics.render), metrics_socket)
+            )
         sys.stderr.write(f"faasflow worker for flow {worker.flow_name!r} ready\n")
         sys.stderr.flush()
         await stopping.wait()

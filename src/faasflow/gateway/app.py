@@ -8,6 +8,7 @@
 | ``POST /system/register``, ``DELETE /system/register/{name}`` | registration |
 | ``DELETE /system/functions`` (faas-cli remove), ``POST``/``PUT`` (deploy: 501) | |
 | ``GET /healthz`` | 200 once started |
+| ``GET /metrics`` | Prometheus metrics, OpenFaaS's names (see :mod:`faasflow.metrics`) |
 
 ``/system/*`` needs the basic auth when one is configured; the function routes and
 ``/healthz`` never do, as in OpenFaaS.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -51,7 +53,7 @@ from faasflow.gateway.queue import (
     QueuedCall,
     QueueFullError,
 )
-from faasflow.gateway.registry import FunctionEntry, Kind, Registry
+from faasflow.gateway.registry import NAMESPACE, FunctionEntry, Kind, Registry
 from faasflow.gateway.system import SystemAPI
 from faasflow.gateway.wire import (
     copyable,
@@ -65,6 +67,7 @@ from faasflow.gateway.wire import (
     set_header,
 )
 from faasflow.httpclient import limits
+from faasflow.metrics import GatewayMetrics, MetricsApp
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,10 @@ class Gateway:
         self._proxy: Proxy | None = None
         self._queue: AsyncQueue | None = None
         self._self_client: httpx.AsyncClient | None = None
+        self.metrics = GatewayMetrics(
+            lambda: [_metric_name(entry.name) for entry in self.registry.entries()],
+            lambda: self._queue.waiting if self._queue is not None else 0,
+        )
         self.app = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -213,6 +220,7 @@ class Gateway:
             Route("/system/register", protect(system.register, auth), methods=["POST"]),
             Route("/system/register/{name}", protect(system.unregister, auth), methods=["DELETE"]),
             Route("/healthz", self._healthz, methods=["GET"]),
+            Route("/metrics", MetricsApp(self.metrics.render), methods=["GET"]),
         ]
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
@@ -260,9 +268,13 @@ class Gateway:
             body=await probe_body(request.stream()),
             response_headers=stamp.response_headers,
         )
+        began = time.perf_counter()
         answer = await self._proxy.send(call)
         # Counted once the function answered (or failed), before the caller reads it.
         self.registry.record_invocation(entry.name)
+        self.metrics.observe(
+            _metric_name(entry.name), answer.status_code, time.perf_counter() - began
+        )
         return answer
 
     async def _enqueue(self, request: Request) -> Response:
@@ -428,6 +440,12 @@ class Gateway:
         self._proxy = None
         self._queue = None
         self._self_client = None
+
+
+def _metric_name(name: str) -> str:
+    # OpenFaaS labels its metrics with NAME.NAMESPACE; the resolved name, not the one
+    # in the URL, so that made-up names add no time series.
+    return f"{name}.{NAMESPACE}"
 
 
 def create_gateway(

@@ -11,6 +11,7 @@
 | ``GET /flow/{id}/history`` | the request's events (JSON) |
 | ``GET /requests?status=&limit=&before=`` | a page of the flow's requests, newest first (JSON) |
 | ``GET /healthz`` | liveness |
+| ``GET /metrics`` | Prometheus metrics of this replica (see :mod:`faasflow.metrics`) |
 
 A flow of one sync node runs within the caller's request and answers 200 with its
 result. Other flows answer 202 with the request id, unless the caller sends
@@ -53,6 +54,7 @@ from faasflow.errors import (
     TransportError,
     UnknownRequestError,
 )
+from faasflow.metrics import EngineMetrics, MetricsApp
 from faasflow.server.callbacks import CallbackSender
 from faasflow.server.signing import (
     HUB_SIGNATURE_HEADER,
@@ -124,6 +126,7 @@ def create_app(
             )
             engine = Engine(define, flow_name=config.flow_name, transport=transport, **options)
     server = _FlowServer(engine, config)
+    metrics = EngineMetrics(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -136,6 +139,7 @@ def create_app(
     routes: list[Route] = [
         Route("/", server.root, methods=["GET", "POST"]),
         Route("/healthz", server.healthz, methods=["GET"]),
+        Route("/metrics", MetricsApp(metrics.render), methods=["GET"]),
         Route("/flow/{rid}/forward", server.forward, methods=["POST"]),
         Route("/flow/{rid}/state", server.state, methods=["GET"]),
         Route("/flow/{rid}/result", server.result, methods=["GET"]),
