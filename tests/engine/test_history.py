@@ -164,3 +164,24 @@ async def _until(
             return info
         await asyncio.sleep(0.01)
     raise AssertionError(f"node table never matched: {info.nodes}")
+
+
+async def test_a_dynamic_node_spans_from_its_choice_to_its_aggregation(
+    make_engine: MakeEngine,
+) -> None:
+    def define(flow: Workflow, context: Context) -> None:
+        dag = flow.dag()
+        each = dag.foreach_branch("F", lambda data: {k: k.encode() for k in ("a", "b")},
+                                  aggregator=lambda results: b",".join(sorted(results.values())))
+        each.node("n").modify(lambda data: data.upper())
+
+    engine = make_engine(define)
+    assert await engine.run(b"x") == b"A,B"
+    (rid,) = await engine.requests()
+    history = await engine.history(rid)
+    assert events(history, "F") == ["started", "expanded", "started", "finished"]
+    expand_start = next(e["started"] for e in history if e["event"] == "expanded")
+    nodes = (await engine.info(rid, nodes=True)).nodes
+    assert nodes["F"]["state"] == "done" and nodes["F"]["branches"] == 2
+    assert nodes["F"]["started"] == expand_start  # not the aggregation's own start
+    assert nodes["F"]["finished"] >= max(nodes[f"F[{k}]/n"]["finished"] for k in "ab")

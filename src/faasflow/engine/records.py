@@ -174,24 +174,35 @@ def node_table(
     ``size_in``, ``size_out``, ``retries``, ``branches``, ``calls`` and ``error``.
     """
     table: dict[str, dict[str, Any]] = {}
+    expanded: set[str] = set()
     for event in history:
         if event.get("kind") != "node":
             continue
-        entry = table.setdefault(event["node"], {})
-        name = event["event"]
+        path, name = event["node"], event["event"]
+        entry = table.setdefault(path, {})
         if name == "retried":
             entry["retries"] = entry.get("retries", 0) + 1
             entry["error"] = event.get("error", "")
             continue
+        details = {k: v for k, v in event.items() if k not in _NOT_DETAILS}
         if name == "started":
             entry.pop("error", None)
             entry.pop("finished", None)
-            entry["started"] = event["t"]
-        entry.update({k: v for k, v in event.items() if k not in _NOT_DETAILS})
+            details["started"] = event["t"]
+        if path in expanded:
+            # A dynamic node's aggregation continues its expansion: one span of time,
+            # from choosing the branches to aggregating them.
+            details.pop("started", None)
+        entry.update(details)
         entry["state"] = NODE_STATES.get(name, name)
+        if name == "expanded":
+            expanded.add(path)
     for path, record in (records or {}).items():
         entry = table.setdefault(path, {})
-        entry.update({k: v for k, v in record.items() if k not in _NOT_DETAILS})
+        details = {k: v for k, v in record.items() if k not in _NOT_DETAILS}
+        if path in expanded:
+            details.pop("started", None)
+        entry.update(details)
     return table
 
 
