@@ -1,5 +1,6 @@
 """The ``faasflow`` command: ``run``, ``graph``, ``serve``, ``worker``, ``submit``, ``status``,
-``result``, ``pause``, ``resume``, ``stop``, ``redrive``, ``gateway``, ``new``, ``--version``.
+``result``, ``pause``, ``resume``, ``stop``, ``redrive``, ``gateway``, ``dashboard``, ``new``,
+``--version``.
 
 Exit statuses, the same for every subcommand: 0 success; 1 the request (or an external
 program) failed; 2 a bad argument, flow file or flow definition; 3 a needed program is
@@ -14,7 +15,7 @@ import os
 import sys
 
 from faasflow import __version__, tracing
-from faasflow.cli import graph, new, requests, run, serve, worker
+from faasflow.cli import dashboard, graph, new, requests, run, serve, worker
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error
 from faasflow.errors import ConfigurationError
 from faasflow.gateway import cli as gateway_cli
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     requests.add_parsers(subparsers)
     new.add_parser(subparsers)
     gateway_cli.add_parser(subparsers)
+    dashboard.add_parser(subparsers)
     return parser
 
 

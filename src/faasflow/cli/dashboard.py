@@ -1,0 +1,210 @@
+"""``faasflow dashboard``: the flows, their DAGs and their requests, live, in a browser.
+
+Two sources: flow files given on the command line (each served by an engine of this
+process on ``--state``/``--data``, or, with ``--nats``, by the workers), or without files
+the flows of ``--gateway`` (functions labelled ``faas-flow: "1"``).
+
+Sign-in: ``--token`` ($FAASFLOW_DASHBOARD_TOKEN) and/or ``--basic-auth USER:PASSWORD``
+($FAASFLOW_DASHBOARD_BASIC_AUTH). Without either the dashboard is open to anyone who can
+reach it, so it listens on loopback only unless ``--insecure``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from faasflow.cli.common import EXIT_MISSING_TOOL, EXIT_OK, EXIT_USAGE, error
+from faasflow.cli.distributed import add_connection_options, state_url
+from faasflow.cli.loader import load_define
+from faasflow.errors import ConfigurationError, FlowDefinitionError
+
+if TYPE_CHECKING:
+    from faasflow.dashboard.auth import Credentials
+    from faasflow.dashboard.sources import Source
+
+__all__ = ["add_parser", "command"]
+
+DEFAULT_PORT = 8090
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LISTENING = "faasflow dashboard listening on {url}"
+"""The line written to stdout once the dashboard serves."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``faasflow dashboard`` and its options."""
+    parser = subparsers.add_parser(
+        "dashboard",
+        help="see flows, DAGs and requests in a browser; execute and control requests",
+        description=(
+            "Serve a web dashboard of the flows in FILEs (run by this process on --state, "
+            "or by workers with --nats), or, without FILEs, of the flows behind --gateway. "
+            "See docs/dashboard.md."
+        ),
+    )
+    parser.add_argument("targets", metavar="FILE[:define]", nargs="*",
+                        help="flow files; each flow is named after its file's stem")
+    parser.add_argument("--name", metavar="FLOW", help="the flow name (only with one FILE)")
+    add_connection_options(parser)
+    parser.add_argument("--data", dest="data_store", metavar="URL",
+                        help="same as --data-store")
+    parser.add_argument("--functions", metavar="DIR",
+                        help="handler folders for apply() (default: functions/ next to FILE)")
+    parser.add_argument(
+        "--gateway", metavar="URL",
+        help="without FILEs: list and drive the gateway's flows; with FILEs: the gateway "
+        "that apply() calls go to",
+    )
+    parser.add_argument("--gateway-user", metavar="USER",
+                        default=os.environ.get("FAASFLOW_GATEWAY_USER"),
+                        help="the gateway's basic-auth user ($FAASFLOW_GATEWAY_USER)")
+    parser.add_argument("--gateway-password", metavar="PASSWORD",
+                        default=os.environ.get("FAASFLOW_GATEWAY_PASSWORD"),
+                        help="the gateway's basic-auth password ($FAASFLOW_GATEWAY_PASSWORD)")
+    parser.add_argument("--control-token", metavar="TOKEN",
+                        default=os.environ.get("FAASFLOW_CONTROL_TOKEN"),
+                        help="the flows' control token, faasflow_control_token of the flow "
+                        "servers ($FAASFLOW_CONTROL_TOKEN)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT}; 0: any free port)")
+    parser.add_argument("--token", default=os.environ.get("FAASFLOW_DASHBOARD_TOKEN"),
+                        help="require this token: Authorization: Bearer, or the sign-in "
+                        "form ($FAASFLOW_DASHBOARD_TOKEN)")
+    parser.add_argument("--basic-auth", metavar="USER:PASSWORD",
+                        default=os.environ.get("FAASFLOW_DASHBOARD_BASIC_AUTH"),
+                        help="require these credentials ($FAASFLOW_DASHBOARD_BASIC_AUTH)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="listen on a non-loopback --host without any credential")
+    parser.set_defaults(handler=command)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Carry out ``faasflow dashboard``; returns the exit status once stopped."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        return error(f"faasflow dashboard needs Starlette and uvicorn ({exc.name} is "
+                     "missing): pip install 'faasflow[server]'", EXIT_MISSING_TOOL)
+    from faasflow.dashboard.app import create_app
+    from faasflow.gateway.server import serve
+
+    try:
+        credentials = _credentials(args)
+        allowed = _check_exposure(args, credentials)
+        app = create_app(_source(args), credentials=credentials, allowed_hosts=allowed)
+    except (ConfigurationError, FlowDefinitionError) as exc:
+        return error(str(exc), EXIT_USAGE)
+    if not credentials.configured:
+        sys.stderr.write("no --token or --basic-auth: the dashboard is open to anyone "
+                         f"who can reach {args.host}"
+                         + (" (loopback only)\n" if allowed else "\n"))
+    # uvicorn stops gracefully on SIGTERM, then raises it again for the previous
+    # handler: this one makes that the end of a normal run.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        asyncio.run(serve(app, host=args.host, port=args.port, on_ready=_announce))
+    except (ConfigurationError, RuntimeError) as exc:
+        return error(str(exc), EXIT_USAGE)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return EXIT_OK
+
+
+def _credentials(args: argparse.Namespace) -> Credentials:
+    from faasflow.dashboard.auth import Credentials, parse_basic_auth
+
+    basic = None
+    if args.basic_auth is not None:
+        basic = parse_basic_auth(args.basic_auth,
+                                 "--basic-auth (or $FAASFLOW_DASHBOARD_BASIC_AUTH)")
+    return Credentials(token=args.token, basic=basic)
+
+
+def _check_exposure(args: argparse.Namespace, credentials: Credentials) -> list[str] | None:
+    """The Host names to answer (loopback, when open), or ``None`` for any; refuses an
+    open dashboard on another address unless ``--insecure``."""
+    if credentials.configured:
+        return None
+    if args.host in LOOPBACK:
+        return list(LOOPBACK)
+    if args.insecure:
+        return None
+    raise ConfigurationError(
+        f"refusing to serve on --host {args.host} without --token or --basic-auth: anyone "
+        "reaching it could run and stop requests (pass --insecure to do it anyway)"
+    )
+
+
+def _source(args: argparse.Namespace) -> Source:
+    if args.targets:
+        return _local_source(args)
+    if args.name:
+        raise ConfigurationError("--name names the flow of a FILE: give one FILE")
+    if not args.gateway:
+        raise ConfigurationError("nothing to show: give flow FILEs, or --gateway URL")
+    from faasflow.dashboard.remote import GatewaySource
+
+    basic = None
+    if args.gateway_user or args.gateway_password:
+        if not (args.gateway_user and args.gateway_password):
+            raise ConfigurationError("--gateway-user and --gateway-password go together")
+        basic = (args.gateway_user, args.gateway_password)
+    return GatewaySource(args.gateway, basic_auth=basic, control_token=args.control_token)
+
+
+def _local_source(args: argparse.Namespace) -> Source:
+    from faasflow.dashboard.sources import LocalFlow, LocalSource
+    from faasflow.embedded import Engine
+    from faasflow.gateway.flows import FlowSpec
+    from faasflow.gateway.registry import FUNCTION_NAME
+
+    if args.name and len(args.targets) > 1:
+        raise ConfigurationError("--name names one flow: give one FILE, or none of --name")
+    state = state_url(args, default=True)
+    flows: list[LocalFlow] = []
+    for target in args.targets:
+        flow = load_define(target)
+        name = args.name or flow.stem
+        if not FUNCTION_NAME.match(name):
+            raise ConfigurationError(f"{target}: flow name {name!r} must be letters, digits, "
+                                     "'-' and '_' (pass --name)")
+        folder = Path(args.functions) if args.functions else flow.path.parent / "functions"
+        functions_dir = folder if folder.is_dir() else None
+        engine: Engine
+        if args.nats:
+            # Imported here: nats-py is an extra (faasflow[nats]).
+            from faasflow.workers import Client
+
+            engine = Client(
+                flow.define, nats=args.nats, flow_name=name, state_store=state,
+                data_store=args.data_store, functions_dir=functions_dir, gateway=args.gateway,
+            )  # fmt: skip
+        else:
+            engine = Engine(
+                flow.define, flow_name=name, state_store=state, data_store=args.data_store,
+                functions_dir=functions_dir, gateway=args.gateway,
+            )  # fmt: skip
+        engine.describe()  # a bad definition fails now, not on the first page
+        description = FlowSpec(name=name, file=flow.path).description()
+        flows.append(LocalFlow(name, engine, description))
+    # An embedded engine runs hops: it takes over requests whose process died.
+    return LocalSource(flows, recover=not args.nats)
+
+
+def _announce(url: str) -> None:
+    sys.stdout.write(LISTENING.format(url=url) + "\n")
+    sys.stdout.flush()
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(EXIT_OK)

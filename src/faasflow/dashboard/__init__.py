@@ -1,0 +1,58 @@
+"""The dashboard: flows, their DAGs and their requests, live, in a browser (``faasflow
+dashboard``).
+
+::
+
+    from faasflow.dashboard import GatewaySource, create_app
+
+    app = create_app(GatewaySource("http://127.0.0.1:8080"))   # any ASGI server runs it
+
+The names below load on first use, so that ``import faasflow.dashboard`` needs neither
+Starlette nor uvicorn (the ``server`` extra) until an app is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faasflow.dashboard.app import create_app
+    from faasflow.dashboard.auth import Credentials
+    from faasflow.dashboard.remote import GatewaySource
+    from faasflow.dashboard.sources import FlowSummary, LocalFlow, LocalSource, Source, SourceError
+
+__all__ = [
+    "Credentials",
+    "FlowSummary",
+    "GatewaySource",
+    "LocalFlow",
+    "LocalSource",
+    "Source",
+    "SourceError",
+    "create_app",
+]
+
+_HOME = {
+    "Credentials": "auth",
+    "FlowSummary": "sources",
+    "GatewaySource": "remote",
+    "LocalFlow": "sources",
+    "LocalSource": "sources",
+    "Source": "sources",
+    "SourceError": "sources",
+    "create_app": "app",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'faasflow.dashboard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"faasflow.dashboard.{module}"), name)
+    globals()[name] = value  # the next lookup is a plain one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,200 @@
+"""Who may use the dashboard: a token, a user and password, or (on loopback) anyone.
+
+- ``--token T``: ``Authorization: Bearer T`` on API calls, or the login form
+  (``/login``), which sets an HttpOnly, ``SameSite=Strict`` session cookie derived from
+  the token (changing the token signs every browser out);
+- ``--basic-auth USER:PASSWORD``: ``Authorization: Basic`` (browsers ask for it after
+  ``WWW-Authenticate: Basic``).
+
+Both may be configured; either then admits. Every comparison is constant-time. Without
+any credential the CLI binds to loopback only.
+
+Browsers attach cookies and Basic credentials to requests other sites make them send,
+so an API call that changes something must carry the header ``X-Faasflow-Dashboard``
+(the page's script always sends it; a cross-site form cannot) unless it authenticates
+with an explicit ``Authorization: Bearer`` header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+from dataclasses import dataclass
+from importlib import resources
+from urllib.parse import parse_qs
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from faasflow.errors import ConfigurationError
+from faasflow.gateway.auth import BasicAuth
+
+__all__ = ["COOKIE", "CSRF_HEADER", "AuthMiddleware", "Credentials", "parse_basic_auth"]
+
+COOKIE = "faasflow_dashboard"
+CSRF_HEADER = "x-faasflow-dashboard"
+REALM = 'Basic realm="faasflow dashboard", charset="UTF-8"'
+OPEN_PATHS = frozenset({"/login", "/logout", "/healthz"})
+"""Answered without credentials: signing in and out, and the health check (and the
+files under ``/static/``, which ship with the package and hold nothing private)."""
+LOGIN_BODY_LIMIT = 8192
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def parse_basic_auth(value: str, source: str = "--basic-auth") -> tuple[str, str]:
+    """``USER:PASSWORD`` as a pair.
+
+    Raises:
+        ConfigurationError: no colon, an empty user or an empty password (naming
+            ``source``, the option or variable it came from).
+    """
+    user, colon, password = value.partition(":")
+    if not colon or not user or not password:
+        raise ConfigurationError(f"{source}: expected USER:PASSWORD (both non-empty)")
+    return user, password
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The configured credentials; none configured means the dashboard is open.
+
+    Attributes:
+        token: the bearer token (also accepted through the login form), or ``None``.
+        basic: ``(user, password)``, or ``None``.
+    """
+
+    token: str | None = None
+    basic: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not self.token:
+            raise ConfigurationError("--token: the token must not be empty")
+
+    @property
+    def configured(self) -> bool:
+        """Whether anyone needs to authenticate at all."""
+        return self.token is not None or self.basic is not None
+
+    def session(self) -> str:
+        """The session cookie's value: a digest of the token, never the token itself."""
+        assert self.token is not None
+        return hmac.new(self.token.encode(), b"faasflow-dashboard-session",
+                        hashlib.sha256).hexdigest()
+
+    def check_token(self, given: str) -> bool:
+        """Whether ``given`` is the token (constant time)."""
+        return self.token is not None and hmac.compare_digest(
+            given.encode(), self.token.encode()
+        )
+
+    def method(self, headers: Headers, cookies: dict[str, str]) -> str | None:
+        """How the request authenticated: ``bearer``, ``basic``, ``cookie`` or ``open``;
+        ``None`` when it did not."""
+        if not self.configured:
+            return "open"
+        authorization = headers.get("authorization", "")
+        scheme = authorization.partition(" ")[0].lower()
+        if scheme == "bearer" and self.check_token(authorization.partition(" ")[2].strip()):
+            return "bearer"
+        if scheme == "basic" and self.basic is not None and BasicAuth(*self.basic).allows(
+            authorization
+        ):
+            return "basic"
+        cookie = cookies.get(COOKIE)
+        if cookie is not None and self.token is not None and hmac.compare_digest(
+            cookie.encode(), self.session().encode()
+        ):
+            return "cookie"
+        return None
+
+
+class AuthMiddleware:
+    """Refuses unauthenticated requests: 401 JSON on ``/api``, the login form (or a
+    Basic challenge) on pages; 403 for a state-changing call without the CSRF header."""
+
+    def __init__(self, app: ASGIApp, credentials: Credentials) -> None:
+        self.app = app
+        self.credentials = credentials
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        method = self.credentials.method(request.headers, request.cookies)
+        api = scope["path"].startswith("/api/")
+        if method is None:
+            answer = self._refuse(api)
+        elif (
+            api and method != "bearer" and scope["method"] not in _SAFE_METHODS
+            and CSRF_HEADER not in request.headers
+        ):
+            answer = _json(403, "a request that changes something needs the header "
+                                "X-Faasflow-Dashboard (or Authorization: Bearer)")
+        else:
+            await self.app(scope, receive, send)
+            return
+        await answer(scope, receive, send)
+
+    def _refuse(self, api: bool) -> Response:
+        challenge = {"WWW-Authenticate": REALM} if self.credentials.basic else {
+            "WWW-Authenticate": 'Bearer realm="faasflow dashboard"'}
+        if api:
+            return _json(401, "authentication required", challenge)
+        if self.credentials.basic is None:
+            return RedirectResponse("/login", status_code=303)
+        # The browser asks for the user and password; this body shows if that is cancelled.
+        link = '<p><a href="/login">Sign in with the token</a></p>'
+        if self.credentials.token is None:
+            link = ""
+        return HTMLResponse(f"<!doctype html><title>faasflow dashboard</title>"
+                            f"<p>Authentication required.</p>{link}", 401, challenge)
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith("/static/")
+
+
+def _json(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps({"error": message}), status, headers,
+                    media_type="application/json")
+
+
+def login_page(error: str = "", status: int = 200) -> HTMLResponse:
+    """The login form, with ``error`` shown above it."""
+    template = resources.files("faasflow.dashboard").joinpath("static/login.html").read_text()
+    shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    return HTMLResponse(template.replace("<!--error-->", shown), status)
+
+
+async def login(request: Request, credentials: Credentials) -> Response:
+    """``GET /login`` shows the form; ``POST /login`` checks the token and sets the cookie."""
+    if credentials.token is None:
+        return HTMLResponse("<!doctype html><p>This dashboard has no token sign-in.</p>", 404)
+    if request.method == "GET":
+        return login_page()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_BODY_LIMIT:
+            return login_page("The form is too large.", 413)
+    if not body:
+        return login_page("Enter the token.", 400)
+    token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
+    if not credentials.check_token(token):
+        return login_page("Wrong token.", 401)
+    answer = RedirectResponse("/", status_code=303)
+    answer.set_cookie(COOKIE, credentials.session(), httponly=True, samesite="strict",
+                      secure=request.url.scheme == "https")
+    return answer
+
+
+async def logout(request: Request) -> Response:
+    """``POST /logout``: forget the session cookie."""
+    answer = RedirectResponse("/login", status_code=303)
+    answer.delete_cookie(COOKIE, httponly=True, samesite="strict")
+    return answer
