@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from faasflow.dashboard import auth
 from faasflow.dashboard.sources import Source, SourceError
 from faasflow.engine.records import PAUSED, RUNNING, STATUSES
+from faasflow.server.bodies import BodyTooLarge, read_body
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
 
@@ -227,18 +228,10 @@ class _API:
             raise SourceError(404, f"no flow {flow!r}")
 
     async def _body(self, request: Request) -> bytes:
-        limit = self.max_body_size
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise SourceError(413, f"body larger than {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise SourceError(413, f"body larger than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await read_body(request, self.max_body_size)
+        except BodyTooLarge as exc:
+            raise SourceError(413, str(exc)) from None
 
 
 class _HostCheck:

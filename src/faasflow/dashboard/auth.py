@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from faasflow.errors import ConfigurationError
 from faasflow.gateway.auth import BasicAuth
+from faasflow.server.bodies import BodyTooLarge, read_body
 
 __all__ = ["COOKIE", "CSRF_HEADER", "AuthMiddleware", "Credentials", "parse_basic_auth"]
 
@@ -177,11 +178,10 @@ async def login(request: Request, credentials: Credentials) -> Response:
         return HTMLResponse("<!doctype html><p>This dashboard has no token sign-in.</p>", 404)
     if request.method == "GET":
         return login_page()
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > LOGIN_BODY_LIMIT:
-            return login_page("The form is too large.", 413)
+    try:
+        body = await read_body(request, LOGIN_BODY_LIMIT)
+    except BodyTooLarge:
+        return login_page("The form is too large.", 413)
     if not body:
         return login_page("Enter the token.", 400)
     token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]

@@ -55,6 +55,7 @@ from faasflow.errors import (
     UnknownRequestError,
 )
 from faasflow.metrics import EngineMetrics, MetricsApp
+from faasflow.server.bodies import BodyTooLarge, read_body
 from faasflow.server.callbacks import CallbackSender
 from faasflow.server.signing import (
     HUB_SIGNATURE_HEADER,
@@ -224,18 +225,10 @@ class _FlowServer:
 
     # -- helpers ------------------------------------------------------------------
     async def _body(self, request: Request) -> bytes:
-        limit = self.config.max_body_size
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise HTTPProblem(413, f"body larger than {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise HTTPProblem(413, f"body larger than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await read_body(request, self.config.max_body_size)
+        except BodyTooLarge as exc:
+            raise HTTPProblem(413, str(exc)) from None
 
     def _rid(self, value: str) -> str:
         try:
