@@ -38,6 +38,7 @@ from faasflow.engine.records import (
     loads,
     node_table,
     owner_alive,
+    with_starts,
 )
 from faasflow.errors import (
     ConfigurationError,
@@ -328,17 +329,22 @@ class Engine(AsyncResource):
             raise UnknownRequestError(f"no request {request_id!r}", request_id)
         info = RequestInfo.from_record(request_id, loads(raw))
         if nodes:
-            prefix = keys.node_record(request_id, "")
-            found = await self.state.keys(prefix)
-            values = await self.state.get_many(found)
-            records = {
-                key[len(prefix) :]: loads(value)
-                for key, value in zip(found, values, strict=True)
-                if value is not None
-            }
+            records = await self._node_records(request_id)
             history = await self.state.read_list(keys.history(request_id))
-            info.nodes.update(node_table([loads(item) for item in history], records))
+            events = with_starts([loads(item) for item in history], records)
+            info.nodes.update(node_table(events, records))
         return info
+
+    async def _node_records(self, request_id: str) -> dict[str, dict[str, Any]]:
+        """The node records of a request still running (node path → record)."""
+        prefix = keys.node_record(request_id, "")
+        found = await self.state.keys(prefix)
+        values = await self.state.get_many(found)
+        return {
+            key[len(prefix) :]: loads(value)
+            for key, value in zip(found, values, strict=True)
+            if value is not None
+        }
 
     async def list_requests(
         self,
@@ -419,9 +425,12 @@ class Engine(AsyncResource):
         return data
 
     async def history(self, request_id: str) -> list[dict[str, Any]]:
-        """The request's events, oldest first (node started/finished/failed, request end)."""
+        """The request's events, oldest first: request started and ended; per node
+        started, retried, held, finished (expanded, for a dynamic node's choice) or
+        failed, with attempts, times, sizes and errors."""
         await self.info(request_id)
-        return [loads(item) for item in await self.state.read_list(keys.history(request_id))]
+        history = [loads(item) for item in await self.state.read_list(keys.history(request_id))]
+        return with_starts(history, await self._node_records(request_id))
 
     async def pause(self, request_id: str) -> None:
         """Hold the request: running nodes finish, their successors wait for :meth:`resume`."""

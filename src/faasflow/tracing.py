@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -51,6 +52,8 @@ __all__ = [
     "mark_failed",
     "node_span",
     "request_span",
+    "reset_request",
+    "set_request",
 ]
 
 TRACEPARENT = "traceparent"
@@ -61,10 +64,28 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 _request_id: ContextVar[str] = ContextVar("faasflow_request_id", default="")
 
 
+_installed = False
+_checked_at = float("-inf")
+
+
 def enabled() -> bool:
     """Whether a tracer provider is installed (otherwise every span is a no-op and hops
-    carry no ``traceparent``)."""
-    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+    carry no ``traceparent``).
+
+    Asked on every hop, so the answer "no" is reused for up to a second (asking
+    OpenTelemetry costs more than the rest of a hop's tracing): a provider installed
+    while flows run is used from the next second on. "Yes" is final: OpenTelemetry's
+    provider is set once.
+    """
+    global _installed, _checked_at
+    if _installed:
+        return True
+    now = time.monotonic()
+    if now - _checked_at < 1.0:
+        return False
+    _checked_at = now
+    _installed = not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+    return _installed
 
 
 def current_traceparent() -> str | None:
@@ -113,27 +134,34 @@ def request_span(flow: str, request_id: str) -> Iterator[str | None]:
         _request_id.reset(token)
 
 
+def set_request(request_id: str) -> Token[str]:
+    """Name the request being worked on, for log lines; undo with :func:`reset_request`.
+
+    Apart from :func:`node_span` so that running a hop costs two context-variable
+    operations, not a context manager, when tracing is off.
+    """
+    return _request_id.set(request_id)
+
+
+def reset_request(token: Token[str]) -> None:
+    _request_id.reset(token)
+
+
 @contextmanager
 def node_span(hop: Hop) -> Iterator[None]:
-    """The span of running ``hop``, a child of the span its ``traceparent`` names."""
-    token = _request_id.set(hop.request_id)
-    try:
-        if not enabled():
-            yield
-            return
-        name = f"{'collect' if hop.kind == 'collect' else 'node'} {hop.path}"
-        attributes = {
-            "faasflow.flow": hop.flow,
-            "faasflow.request_id": hop.request_id,
-            "faasflow.node": hop.path,
-            "faasflow.hop": hop.kind,
-        }
-        with _TRACER.start_as_current_span(
-            name, context=_parent(hop.trace), kind=SpanKind.CONSUMER, attributes=attributes
-        ):
-            yield
-    finally:
-        _request_id.reset(token)
+    """The span of running ``hop``, a child of the span its ``traceparent`` names (use
+    when :func:`enabled`)."""
+    name = f"{'collect' if hop.kind == 'collect' else 'node'} {hop.path}"
+    attributes = {
+        "faasflow.flow": hop.flow,
+        "faasflow.request_id": hop.request_id,
+        "faasflow.node": hop.path,
+        "faasflow.hop": hop.kind,
+    }
+    with _TRACER.start_as_current_span(
+        name, context=_parent(hop.trace), kind=SpanKind.CONSUMER, attributes=attributes
+    ):
+        yield
 
 
 @contextmanager
@@ -154,6 +182,8 @@ def call_span(function: str, attempt: int) -> Iterator[dict[str, str]]:
 
 def annotate(**attributes: str | int | float) -> None:
     """Add ``faasflow.NAME`` attributes to the current span (a no-op without tracing)."""
+    if not enabled():
+        return
     span = trace.get_current_span()
     if span.is_recording():
         for name, value in attributes.items():
@@ -213,6 +243,8 @@ def configure(service_name: str, endpoint: str | None = None) -> None:
     traces = None if endpoint is None else endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces)))
     trace.set_tracer_provider(provider)
+    global _checked_at
+    _checked_at = float("-inf")  # ask again now
 
 
 def export_endpoint(env: Mapping[str, str]) -> str | None:

@@ -171,8 +171,15 @@ class Executor(Lifecycle):
     # -- running hops -------------------------------------------------------------
     async def handle(self, hop: Hop) -> None:
         """Run one hop (the transport's handler)."""
-        with tracing.node_span(hop):
-            await self._handle(hop)
+        token = tracing.set_request(hop.request_id)
+        try:
+            if tracing.enabled():
+                with tracing.node_span(hop):
+                    await self._handle(hop)
+            else:
+                await self._handle(hop)
+        finally:
+            tracing.reset_request(token)
 
     async def _handle(self, hop: Hop) -> None:
         self._loop = asyncio.get_running_loop()
@@ -255,14 +262,15 @@ class Executor(Lifecycle):
         # Marked as ours before the write lands: a duplicate of this hop that reads the
         # claim meanwhile must find it running, not abandoned.
         self._inflight.setdefault(key, claimed)
-        # The claim, its history entry and (with leases on) its lease are one commit.
-        entry = self._history_entry("node", hop.path, "started", attempt=attempt)
-        writes: list[WriteOp] = [Put(key, claimed), Append(keys.history(rid), dumps(entry))]
+        # The start is on record in the claim (and later in the end's history entry):
+        # a history entry of its own would be one more write per node.
         lease_ttl = self.settings.lease_ttl
-        if lease_ttl is not None:
-            writes.append(Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl))
         try:
-            won = await self.state.commit(writes, require={key: raw})
+            if lease_ttl is None:
+                won = await self.state.compare_and_set(key, raw, claimed)
+            else:
+                lease = Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl)
+                won = await self.state.commit([Put(key, claimed), lease], require={key: raw})
         except BaseException:
             self._release(key, claimed)
             raise
@@ -270,7 +278,8 @@ class Executor(Lifecycle):
             self._release(key, claimed)
             return None, None
         self._inflight[key] = claimed
-        self._notify(rid, entry)
+        if self.listeners:
+            self._notify(rid, self._history_entry("node", hop.path, "started", attempt=attempt))
         return None, claimed
 
     def _release(self, key: str, claimed: bytes) -> None:

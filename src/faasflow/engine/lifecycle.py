@@ -135,7 +135,8 @@ class Lifecycle:
         self.end_listeners: list[Callable[[RequestEnd], Awaitable[None]]] = []
         """Awaited once per request end, in the process that recorded the end."""
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
-        """Called with every history event this process records, as it is recorded."""
+        """Called with every history event this process records, as it is recorded, and
+        with each step's ``started`` (kept in the step's record, not as an entry)."""
 
     # -- building a request's flow ---------------------------------------------------
     def build(self, context: Context) -> FlowSpec:
@@ -236,8 +237,8 @@ class Lifecycle:
             # The node's attempt (how often it was started); ``calls``: the function-call
             # attempt that failed it (the request's failure names that one).
             await self._history(
-                rid, "node", error.node, "failed",
-                attempt=previous.get("attempt", 1), calls=error.attempt, error=str(error),
+                rid, "node", error.node, "failed", attempt=previous.get("attempt", 1),
+                started=previous.get("started"), calls=error.attempt, error=str(error),
             )
             if hop is not None:
                 # The failed hop waits among the held ones: redrive sends it again.

@@ -163,6 +163,33 @@ NODE_STATES = {
 _NOT_DETAILS = frozenset({"kind", "node", "event", "t", "owner", "ref", "fwd"})
 
 
+_ENDS = frozenset({"finished", "expanded", "failed"})
+
+
+def with_starts(
+    history: list[dict[str, Any]], records: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The history with a ``started`` event for each step, in time order.
+
+    A step's start is kept in its record while it runs and in its end's history entry
+    (``started``, ``attempt``) afterwards, not as an entry of its own (that would be
+    one more store write per node); this puts it back among the events.
+    """
+    events = list(history)
+    for event in history:
+        if event.get("kind") == "node" and event["event"] in _ENDS and event.get("started"):
+            events.append(_start(event["node"], event["started"], event.get("attempt", 1)))
+    for path, record in (records or {}).items():
+        if record.get("state") == "running" and record.get("started"):
+            events.append(_start(path, record["started"], record.get("attempt", 1)))
+    events.sort(key=lambda event: event["t"])
+    return events
+
+
+def _start(path: str, t: float, attempt: int) -> dict[str, Any]:
+    return {"t": t, "kind": "node", "node": path, "event": "started", "attempt": attempt}
+
+
 def node_table(
     history: list[dict[str, Any]], records: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, dict[str, Any]]:
