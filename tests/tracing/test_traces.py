@@ -92,9 +92,11 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 def test_a_request_on_workers_is_one_trace(
     receiver: Receiver, nats_url: str, redis_url: str, tmp_path: Path
 ) -> None:
+    calls_log = tmp_path / "traceparents"
     shared = {
         "FAASFLOW_NATS": nats_url,
         "FAASFLOW_STATE": f"{redis_url}?namespace=trace{next(_names)}:",
+        "TRACEPARENT_LOG": str(calls_log),
     }
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
     workers = [
@@ -119,6 +121,10 @@ def test_a_request_on_workers_is_one_trace(
     assert request.resource["service.name"] == "faasflow-submit"
     node_pids = {span.resource["process.pid"] for span in spans if span.name in NODES}
     assert node_pids <= worker_pids
+    # each called function got its call span's traceparent: the trace goes on in it
+    received = sorted(line.split("-")[1:3] for line in calls_log.read_text().split())
+    calls = by_name(spans)["call shout"]
+    assert received == sorted([c.trace_id, c.span_id] for c in calls)
     # the node's log line names its request and trace
     rid = request.attributes["faasflow.request_id"]
     line = f"WARNING traced [request {rid} trace {request.trace_id}]: b0 ran"
