@@ -13,8 +13,9 @@ Starlette nor uvicorn (the ``server`` extra) until an app is built.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from faasflow.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from faasflow.dashboard.app import create_app
@@ -45,14 +46,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'faasflow.dashboard' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"faasflow.dashboard.{module}"), name)
-    globals()[name] = value  # the next lookup is a plain one
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals(), __all__)

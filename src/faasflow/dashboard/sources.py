@@ -189,9 +189,10 @@ class LocalSource:
             raise SourceError(404, f"no flow {flow!r}")
         return found.engine
 
-    async def _info(self, flow: str, rid: str) -> dict[str, Any]:
+    async def _info(self, flow: str, rid: str, *, nodes: bool = False) -> dict[str, Any]:
         # Flows may share one state store: a request of another flow is not this one's.
-        info = (await self._engine(flow).info(check_rid(rid), nodes=True)).to_dict()
+        # The node table (more reads) only where it is shown, not for this check.
+        info = (await self._engine(flow).info(check_rid(rid), nodes=nodes)).to_dict()
         if info["flow"] != flow:
             raise SourceError(404, f"no request {rid!r} in flow {flow!r}")
         return info
@@ -216,7 +217,7 @@ class LocalSource:
 
     async def request(self, flow: str, rid: str) -> dict[str, Any]:
         try:
-            return await self._info(flow, rid)
+            return await self._info(flow, rid, nodes=True)
         except FaasFlowError as exc:
             raise translate(exc) from exc
 

@@ -19,8 +19,9 @@ needs neither Starlette nor uvicorn (the ``server`` extra) until a gateway is bu
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from faasflow.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from faasflow.gateway.app import Gateway, create_gateway
@@ -61,14 +62,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'faasflow.gateway' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"faasflow.gateway.{module}"), name)
-    globals()[name] = value  # the next lookup is a plain one
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals(), __all__)
