@@ -37,6 +37,8 @@ DEFAULT_GATEWAY = "http://gateway.openfaas:8080"
 DEFAULT_SECRETS = "/var/openfaas/secrets/"
 HMAC_SECRET = "faasflow-hmac-secret"
 CONTROL_TOKEN = "faasflow-control-token"
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+"""The largest body a flow server (``max_body_size``) or the local gateway accepts."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class ServerConfig:
     state_url: str | None = None
     data_url: str | None = None
     nats_url: str | None = None
-    max_body_size: int = 16 * 1024 * 1024
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
     hop_max_age: float = 3600.0
     max_wait: float = 300.0
     callback_attempts: int = 8
@@ -86,7 +88,7 @@ def server_config(
         "state_url": env.get("faasflow_state") or None,
         "data_url": env.get("faasflow_data") or None,
         "nats_url": env.get("faasflow_nats") or None,
-        "max_body_size": parse_int(env, "max_body_size", 16 * 1024 * 1024),
+        "max_body_size": parse_int(env, "max_body_size", DEFAULT_MAX_BODY_SIZE),
         "hop_max_age": parse_float(env, "hop_max_age", 3600.0),
         "max_wait": parse_float(env, "max_wait", 300.0),
         "callback_attempts": parse_int(env, "callback_attempts", 8),

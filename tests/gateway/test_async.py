@@ -198,3 +198,21 @@ def test_async_invocations_are_counted(
     client.post(f"{gateway}/async-function/echo", headers={"X-Callback-Url": callback})
     receiver.wait_for(1)  # the worker's call is over: it was counted before it answered
     assert client.get(f"{gateway}/system/function/echo").json()["invocationCount"] == 2
+
+
+def test_an_oversized_body_is_413_and_nothing_is_queued(
+    fake: MakeFake, start_gateway: StartGateway, client: httpx.Client
+) -> None:
+    function, url = fake()
+    gateway_app, gateway = start_gateway(upstreams={"echo": url}, max_body_size=1000)
+    declared = client.post(f"{gateway}/async-function/echo", content=b"x" * 1001)
+    assert (declared.status_code, declared.text) == (
+        413, "request body larger than 1000 bytes (--max-body-size)\n"
+    )
+    # No Content-Length (chunked): refused once the bytes received pass the limit.
+    chunked = client.post(f"{gateway}/async-function/echo/sub", content=iter([b"y" * 600] * 2))
+    assert chunked.status_code == 413
+    assert gateway_app.queue is not None and gateway_app.queue.waiting == 0
+    # Nothing was queued: a call at the limit is the first the function sees.
+    assert client.post(f"{gateway}/async-function/echo", content=b"z" * 1000).status_code == 202
+    assert [s.body for s in function.wait_for(1)] == [b"z" * 1000]

@@ -120,6 +120,7 @@ def test_gateway_process(gateway: GatewayProcess) -> None:
         (["--label", "x=y"], "expected NAME:KEY=VALUE"),
         (["--basic-auth", "nocolon"], "--basic-auth: expected USER:PASS"),
         (["--async-concurrency", "0"], "--async-concurrency: must be at least 1"),
+        (["--max-body-size", "0"], "--max-body-size: must be at least 1"),
         (["--functions", "/no/such/dir"], "is not a directory"),
     ],
 )

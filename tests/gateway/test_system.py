@@ -156,3 +156,24 @@ def test_folders_and_command_line_functions_cannot_be_removed(
     assert (answer.status_code, answer.content) == (404, b"404 page not found\n")
     answer = client.post(f"{gateway}/system/info")
     assert (answer.status_code, answer.content) == (405, b"")
+
+
+def test_oversized_system_bodies_are_413(
+    fake: MakeFake, start_gateway: StartGateway, client: httpx.Client
+) -> None:
+    _, url = fake()
+    _, gateway = start_gateway(upstreams={"echo": url}, max_body_size=100)
+    padding = "x" * 100
+    register = client.post(
+        f"{gateway}/system/register", json={"name": "big", "url": url, "image": padding}
+    )
+    assert (register.status_code, register.text) == (
+        413, "request body larger than 100 bytes (--max-body-size)\n"
+    )
+    remove = client.request(
+        "DELETE", f"{gateway}/system/functions",
+        content=iter([b'{"functionName": "echo", "pad": "', padding.encode(), b'"}']),
+    )  # fmt: skip
+    assert remove.status_code == 413
+    names = [f["name"] for f in client.get(f"{gateway}/system/functions").json()]
+    assert names == ["echo"]  # neither registered nor removed

@@ -3,7 +3,8 @@
 | route | what |
 |---|---|
 | ``/function/{name}[/path]``, any method | synchronous invoke (:mod:`.proxy`) |
-| ``POST /async-function/{name}[/path]`` | queue the call, 202 (:mod:`.queue`) |
+| ``POST /async-function/{name}[/path]`` | queue the call, 202 (:mod:`.queue`); 413 over |
+|   | ``max_body_size`` |
 | ``GET /system/functions``, ``/system/function/{name}``, ``/system/info`` | listing |
 | ``POST /system/register``, ``DELETE /system/register/{name}`` | registration |
 | ``DELETE /system/functions`` (faas-cli remove), ``POST``/``PUT`` (deploy: 501) | |
@@ -30,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from faasflow.config import DEFAULT_MAX_BODY_SIZE
 from faasflow.errors import ConfigurationError
 from faasflow.functions.folders import HandlerFolders
 from faasflow.gateway.auth import BasicAuth, protect
@@ -56,6 +58,7 @@ from faasflow.gateway.queue import (
 from faasflow.gateway.registry import NAMESPACE, FunctionEntry, Kind, Registry
 from faasflow.gateway.system import SystemAPI
 from faasflow.gateway.wire import (
+    body_too_large,
     copyable,
     decode_headers,
     first_header,
@@ -68,6 +71,7 @@ from faasflow.gateway.wire import (
 )
 from faasflow.httpclient import limits
 from faasflow.metrics import GatewayMetrics, MetricsApp
+from faasflow.server.bodies import BodyTooLarge, read_body
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +134,7 @@ class Gateway:
         for name, url in config.upstreams.items():
             self.registry.register(FunctionEntry(name=name, kind=Kind.UPSTREAM, url=url))
         self._auth = BasicAuth(*config.basic_auth) if config.basic_auth else None
-        self._system = SystemAPI(self.registry)
+        self._system = SystemAPI(self.registry, config.max_body_size)
         self._ready = False
         self._started = False
         self._clients: list[httpx.AsyncClient] = []
@@ -284,7 +288,11 @@ class Gateway:
         requested, sub = parsed
         incoming = decode_headers(request.headers.raw)
         stamp = stamp_call(incoming)
-        body = await request.body()
+        try:
+            # Bounded: a queued call's body waits in memory until a worker runs it.
+            body = await read_body(request, self.config.max_body_size)
+        except BodyTooLarge as exc:
+            return body_too_large(exc.limit, stamp.response_headers)
         callback = first_header(incoming, "X-Callback-Url")
         if callback:
             try:
@@ -463,6 +471,7 @@ def create_gateway(
     flow_start_timeout: float = 30.0,
     public_url: str | None = None,
     flow_command: FlowCommandBuilder = flow_server_command,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
 ) -> Gateway:
     """Build a local OpenFaaS-compatible gateway (an ASGI application).
 
@@ -486,5 +495,6 @@ def create_gateway(
         flow_start_timeout=flow_start_timeout,
         public_url=public_url,
         flow_command=flow_command,
+        max_body_size=max_body_size,
     )
     return Gateway(config)

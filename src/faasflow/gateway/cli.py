@@ -17,6 +17,7 @@ from collections import defaultdict
 from types import FrameType
 
 from faasflow.cli.common import EXIT_MISSING_TOOL, EXIT_OK, EXIT_USAGE, error
+from faasflow.config import DEFAULT_MAX_BODY_SIZE
 from faasflow.errors import ConfigurationError
 
 __all__ = ["add_parser", "command"]
@@ -61,6 +62,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--async-queue-size", metavar="N", type=int, default=1000,
         help="async calls that may wait; more are refused with 429 (default 1000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-body-size", metavar="BYTES", type=int, default=DEFAULT_MAX_BODY_SIZE,
+        help="largest body of an async call or a /system/* call; larger ones get 413 "
+        f"(default {DEFAULT_MAX_BODY_SIZE}, 16 MiB)",
     )  # fmt: skip
     parser.add_argument(
         "--label", metavar="NAME:KEY=VALUE", action="append", default=[],
@@ -119,6 +125,7 @@ def command(args: argparse.Namespace) -> int:
             upstream_timeout=args.upstream_timeout,
             drain_timeout=args.drain_timeout,
             flow_start_timeout=args.flow_start_timeout,
+            max_body_size=args.max_body_size,
         )
     except ConfigurationError as exc:
         return error(str(exc), EXIT_USAGE)

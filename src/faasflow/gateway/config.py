@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from faasflow.config import DEFAULT_MAX_BODY_SIZE
 from faasflow.errors import ConfigurationError
 from faasflow.gateway.flows import FlowCommandBuilder, FlowSpec, flow_server_command
 from faasflow.gateway.registry import FUNCTION_NAME
@@ -49,6 +50,8 @@ class GatewayConfig:
         public_url: the gateway's own URL, given to flows (``None`` until known; the
             runners in :mod:`faasflow.gateway.server` set it from the bound socket).
         flow_command: builds each flow server's command line.
+        max_body_size: the largest body, in bytes, of an async call (it is held in the
+            queue) and of a ``/system/*`` call; a larger one gets 413.
     """
 
     functions_dir: Path | None = None
@@ -64,6 +67,7 @@ class GatewayConfig:
     flow_start_timeout: float = 30.0
     public_url: str | None = None
     flow_command: FlowCommandBuilder = flow_server_command
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
 
     def __post_init__(self) -> None:
         if self.functions_dir is not None and not Path(self.functions_dir).is_dir():
@@ -78,6 +82,7 @@ class GatewayConfig:
         for option, value in (
             ("--async-concurrency", self.async_concurrency),
             ("--async-queue-size", self.async_queue_size),
+            ("--max-body-size", self.max_body_size),
         ):
             if value < 1:
                 raise ConfigurationError(f"{option}: must be at least 1, not {value}")

@@ -26,7 +26,8 @@ from faasflow import __version__
 from faasflow.errors import ConfigurationError
 from faasflow.gateway.config import check_function_name, check_upstream_url
 from faasflow.gateway.registry import FunctionEntry, Kind, Registry
-from faasflow.gateway.wire import http_error, json_response, response
+from faasflow.gateway.wire import body_too_large, http_error, json_response, response
+from faasflow.server.bodies import BodyTooLarge, read_body
 
 PROVIDER_NAME = "faasflow-gateway"
 ORCHESTRATION = "local"
@@ -59,10 +60,12 @@ def system_info() -> dict[str, Any]:
 
 
 class SystemAPI:
-    """The ``/system/*`` handlers over one registry."""
+    """The ``/system/*`` handlers over one registry; request bodies over
+    ``max_body_size`` bytes are refused with 413."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, max_body_size: int) -> None:
         self.registry = registry
+        self.max_body_size = max_body_size
 
     async def list_functions(self, request: Request) -> Response:
         """``GET /system/functions`` (``?namespace=`` is accepted and ignored)."""
@@ -91,7 +94,11 @@ class SystemAPI:
     async def register(self, request: Request) -> Response:
         """``POST /system/register``: bind a name to a running HTTP server."""
         try:
-            entry = _entry_from(await request.body())
+            body = await read_body(request, self.max_body_size)
+        except BodyTooLarge as exc:
+            return body_too_large(exc.limit)
+        try:
+            entry = _entry_from(body)
         except (ValueError, ConfigurationError) as exc:
             return http_error(400, f"bad registration: {exc}")
         is_new = self.registry.register(entry)
@@ -104,7 +111,11 @@ class SystemAPI:
     async def remove(self, request: Request) -> Response:
         """``DELETE /system/functions`` with ``{"functionName": NAME}`` (faas-cli remove)."""
         try:
-            body = json.loads(await request.body())
+            raw = await read_body(request, self.max_body_size)
+        except BodyTooLarge as exc:
+            return body_too_large(exc.limit)
+        try:
+            body = json.loads(raw)
             name = body["functionName"]
             if not isinstance(name, str):
                 raise TypeError("functionName is not a string")

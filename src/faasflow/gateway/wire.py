@@ -127,6 +127,11 @@ def http_error(status: int, message: str, headers: Sequence[Header] = ()) -> Res
     return response(status, (message + "\n").encode("utf-8"), lines)
 
 
+def body_too_large(limit: int, headers: Sequence[Header] = ()) -> Response:
+    """413 for a body over the gateway's ``max_body_size`` (nothing was done with it)."""
+    return http_error(413, f"request body larger than {limit} bytes (--max-body-size)", headers)
+
+
 def not_found() -> Response:
     """gorilla/mux's answer for a path no route matches."""
     return http_error(404, "404 page not found")
