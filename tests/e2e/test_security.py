@@ -19,6 +19,7 @@ import httpx
 
 from faasflow.engine.hops import Hop
 from faasflow.server.signing import SIGNATURE_HEADER, sign
+from faasflow.stores.urls import state_store_from_url
 
 from .conftest import FlowFactory
 from .harness import (
@@ -77,6 +78,16 @@ def bad_hops(genuine: CapturedHop, other_rid: str) -> dict[str, tuple[bytes, dic
         "not an object": (b"[1,2,3]", signed(b"[1,2,3]")),
         "malformed JSON": (b'{"request_id": ', signed(b'{"request_id": ')),
     }
+
+
+async def state_keys(url: str) -> list[str]:
+    """Every plain key in the state store at ``url``."""
+    store = state_store_from_url(url)
+    await store.open()
+    try:
+        return await store.keys("")
+    finally:
+        await store.close()
 
 
 async def refuse_all(
@@ -148,10 +159,21 @@ async def test_only_genuine_hops_run(
     finished = await flow.state(rid)
     assert finished["status"] == "succeeded"
 
-    # Replayed after the request finished: still refused, still nothing changes.
-    await refuse_all(client, flow, server, rid, replays)
+    # Replayed after the request finished: the record of hops already run went with
+    # the request, so the finished status is what turns the replay away (acknowledged,
+    # ignored); the stale one is still refused; nothing changes.
+    await refuse_all(client, flow, server, rid, {"stale": replays["replayed, re-signed stale"]})
+    late = await client.post(f"{server.url}/flow/{rid}/forward", content=genuine.body,
+                             headers=genuine.headers)
+    assert (late.status_code, late.text) == (200, f"ignored: request {rid} is succeeded\n")
     assert await flow.state(rid) == finished
     await flow.quiesce(capture)
     assert [gate.hits(rid, node) for node in "abc"] == [1, 1, 1]
+    # Nothing recorded for the request's hops is left in the store.
+    ran = [hop.headers[SIGNATURE_HEADER.lower()].removeprefix("sha256=")
+           for hop in capture.hops if Hop.from_json(hop.body).request_id == rid]
+    assert len(ran) == 3  # a, b and c
+    assert [key for key in await state_keys(server.state_url)
+            if any(signature in key for signature in ran)] == []
     # The other request never got its first hop: it is where it was.
     assert await flow.state(other) == other_before

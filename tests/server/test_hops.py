@@ -22,6 +22,7 @@ from faasflow.config import ServerConfig
 from faasflow.engine.hops import Hop
 from faasflow.server.app import create_app
 from faasflow.server.signing import SIGNATURE_HEADER, sign
+from faasflow.stores.urls import state_store_from_url
 
 from .conftest import serving
 
@@ -98,6 +99,23 @@ def flow_app(gateway_url: str, tmp_path: Path, **config: Any) -> Starlette:
     return create_app(fan, config=settings)
 
 
+async def keys_naming(state_url: str, signatures: list[str]) -> list[str]:
+    """The state store's keys that contain one of ``signatures`` (``sha256=HEX``), once
+    none is left or after a deadline (a request's end cleans up after its result)."""
+    digests = [signature.removeprefix("sha256=") for signature in signatures]
+    store = state_store_from_url(state_url)
+    await store.open()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            found = [key for key in await store.keys("") if any(d in key for d in digests)]
+            if not found or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.02)
+    finally:
+        await store.close()
+
+
 async def wait_result(client: httpx.AsyncClient, url: str, rid: str) -> httpx.Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
@@ -125,6 +143,10 @@ async def test_hops_travel_through_the_gateway_signed(
     for _, headers, body in gateway.hops:
         assert headers["x-faas-flow-signature"] == sign(SECRET, body)
     assert set(gateway.answers) == {200}
+    # What refused replays while the request ran went with the request: its last hop
+    # ended it, and nothing recorded for any of its hops is left behind.
+    signatures = [headers["x-faas-flow-signature"] for _, headers, _ in gateway.hops]
+    assert await keys_naming(f"sqlite:///{tmp_path / 'state.db'}", signatures) == []
 
 
 async def test_the_server_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
@@ -200,3 +222,7 @@ async def test_forged_tampered_replayed_stale_and_unsigned_hops_are_refused(
             headers={SIGNATURE_HEADER: sign(SECRET, unknown)},
         )
         assert missing.status_code == 404
+    # Neither the hops that ran nor the ignored and unknown ones left a trace.
+    posted = [sign(SECRET, late), sign(SECRET, unknown)]
+    posted += [sent["x-faas-flow-signature"] for _, sent, _ in gateway.hops]
+    assert await keys_naming(f"sqlite:///{tmp_path / 'state.db'}", posted) == []

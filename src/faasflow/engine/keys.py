@@ -60,9 +60,10 @@ def held(rid: str, step: str = "") -> str:
     return f"r/{rid}/h/{step}"
 
 
-def seen_hop(signature: str) -> str:
-    """A hop that was run, by its signature: a second delivery of it is a replay."""
-    return f"seen/{signature}"
+def seen_hop(rid: str, signature: str) -> str:
+    """A hop of request ``rid`` that was run, by its signature: a second delivery of it
+    is a replay. Under the request's prefix, so it goes when the request ends."""
+    return f"r/{rid}/s/{signature}"
 
 
 def history(rid: str) -> str:

@@ -42,6 +42,7 @@ from faasflow.dsl.export import to_json
 from faasflow.embedded import Engine, check_request_id
 from faasflow.engine import keys
 from faasflow.engine.definition import Define
+from faasflow.engine.hops import Hop
 from faasflow.engine.records import FAILED, STOPPED, SUCCEEDED
 from faasflow.errors import (
     ConfigurationError,
@@ -356,18 +357,37 @@ class _FlowServer:
             raise HTTPProblem(401, f"hop refused: {exc}") from exc
         if hop.request_id != request.path_params["rid"] or hop.flow != self.config.flow_name:
             raise HTTPProblem(401, "hop refused: it names another request or flow")
-        seen = keys.seen_hop(request.headers[SIGNATURE_HEADER].removeprefix("sha256="))
-        if await self.engine.state.get(seen) is not None:
-            raise HTTPProblem(401, "hop refused: replayed")
         record = await self.engine.state.get(keys.request(hop.request_id))
         if record is None:
             raise HTTPProblem(404, f"no request {hop.request_id!r}")
         status = orjson.loads(record)["status"]
         if status in (SUCCEEDED, STOPPED):
+            # Its replay records went with it: the status is what turns a late hop away.
             return PlainTextResponse(f"ignored: request {hop.request_id} is {status}\n")
-        await transport.deliver(hop)
-        await self.engine.state.set(seen, b"", ttl=self.config.hop_max_age * 2)
+        await self._run_once(transport, hop, request.headers[SIGNATURE_HEADER])
         return PlainTextResponse("ok\n", status_code=200)
+
+    async def _run_once(self, transport: OpenFaaSTransport, hop: Hop, signature: str) -> None:
+        """Run ``hop`` unless a hop with this signature ran already (a replay: 401)."""
+        state = self.engine.state
+        seen = keys.seen_hop(hop.request_id, signature.removeprefix("sha256="))
+        # Claimed atomically before the hop runs: two deliveries at once cannot both
+        # pass, and the claim of the hop that ends the request is already written when
+        # the end deletes the request's keys, so it goes with them (written after, it
+        # would outlive the request). The TTL bounds the rest: a hop older than
+        # hop_max_age is refused as stale anyway, and a claim made just as the request
+        # ended expires.
+        if not await state.compare_and_set(seen, None, b"", ttl=self.config.hop_max_age * 2):
+            raise HTTPProblem(401, "hop refused: replayed")
+        try:
+            await transport.deliver(hop)
+        except BaseException:
+            # Not run to its end: the platform's retry of this hop must not be taken for
+            # a replay (its effects are idempotent). The error that stopped it is the one
+            # to report, not one from this clean-up.
+            with contextlib.suppress(Exception):
+                await state.compare_and_set(seen, b"", None)
+            raise
 
     async def control(self, request: Request) -> Response:
         async def run() -> Response:
