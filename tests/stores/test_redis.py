@@ -159,3 +159,91 @@ async def test_a_server_that_does_not_answer_is_a_store_error_after_the_timeout(
     finally:
         server.close()
         await server.wait_closed()
+
+
+_BUSY = """
+local t = redis.call('TIME')
+local until_us = t[1] * 1000000 + t[2] + tonumber(ARGV[1]) * 1000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= until_us
+return 1
+"""
+
+
+async def test_a_write_that_timed_out_is_not_sent_again(redis_url: str) -> None:
+    # Redis busy for 300 ms (a script on another connection) while an increment waits
+    # 100 ms for its reply: the increment reached the server and runs once it is free.
+    # The client must report the timeout, not resend it (which would count it twice).
+    namespace = _namespace()
+    busy = aioredis.Redis.from_url(redis_url)
+    try:
+        async with RedisStateStore(
+            f"{redis_url}?socket_timeout=0.1", namespace=namespace
+        ) as store:
+            await store.set("warm", b"")  # one pooled connection, as in a running engine
+            blocker = asyncio.create_task(busy.eval(_BUSY, 0, 300))
+            await asyncio.sleep(0.05)
+            with pytest.raises(StoreError, match="no reply within 0.1s"):
+                await store.increment("counter")
+            await blocker
+        async with RedisStateStore(redis_url, namespace=namespace) as store:
+            assert await store.get("counter") == b"1"
+    finally:
+        await busy.aclose()
+
+
+class HangingUpServer:
+    """A RESP server that records every command it receives and answers it, except
+    that it hangs up on the command after :meth:`hang_up_next` without answering, as a
+    server that restarted right after reading it would."""
+
+    def __init__(self) -> None:
+        self.received: list[list[bytes]] = []
+        self._hang_up = False
+        self.server: asyncio.Server | None = None
+
+    def hang_up_next(self) -> None:
+        self._hang_up = True
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await reader.readline()
+                if not header:
+                    return
+                command = []
+                for _ in range(int(header[1:])):
+                    size = int((await reader.readline())[1:])
+                    command.append((await reader.readexactly(size + 2))[:-2])
+                self.received.append(command)
+                if self._hang_up:
+                    self._hang_up = False
+                    return
+                writer.write(b"$1\r\nv\r\n" if command[0] == b"GET" else b"+OK\r\n")
+        finally:
+            writer.close()
+
+
+async def test_a_write_whose_connection_broke_after_sending_is_an_error_not_a_resend() -> None:
+    # The pooled connection breaks after the write reached the server: it may have run,
+    # so it is reported, not sent again. A read in the same plight goes again on a
+    # fresh connection: it changes nothing.
+    server = HangingUpServer()
+    async with server as url, RedisStateStore(url, namespace="n:") as store:
+        await store.set("k", b"v")  # a pooled connection
+        server.hang_up_next()
+        with pytest.raises(StoreError, match="set failed"):
+            await store.set("k", b"w")
+        assert [c[0] for c in server.received] == [b"SET", b"SET"]
+        assert await store.get("k") == b"v"  # a pooled connection again
+        server.hang_up_next()
+        assert await store.get("k") == b"v"
+        assert [c[0] for c in server.received] == [b"SET", b"SET", b"GET", b"GET", b"GET"]

@@ -10,6 +10,12 @@ Replies: simple strings and bulk strings as ``bytes`` (``None`` for nil), intege
 ``int``, arrays as ``list``; an error reply raises :class:`RespError`. A connection that
 fails (the server restarted, a proxy closed it) raises :class:`RespConnectionError`
 and is dropped; the pool opens a new one on the next call.
+
+Nothing is sent twice that may have run once: a write whose reply did not come (a
+timeout, a connection lost after sending) is an error for the caller to resolve, never
+resent here. Only what provably never reached the server is tried again: a pooled
+connection found closed before anything is written to it is replaced, and a read-only
+pipeline whose connection broke (not timed out) is sent once more on a fresh one.
 """
 
 from __future__ import annotations
@@ -33,6 +39,19 @@ class RespError(Exception):
 
 class RespConnectionError(Exception):
     """The connection failed or closed; the command may or may not have run."""
+
+
+_READS = frozenset(
+    {b"GET", b"MGET", b"SCAN", b"ZRANGE", b"ZSCORE", b"ZCARD", b"LRANGE", b"SMEMBERS",
+     b"EXISTS", b"PTTL", b"PING"}
+)
+"""Commands that change nothing: sending one again is harmless."""
+
+
+def _read_only(commands: list[list[Any]]) -> bool:
+    return all(
+        (c[0].encode() if isinstance(c[0], str) else c[0]).upper() in _READS for c in commands
+    )
 
 
 def _encode(args: Sequence[Any]) -> bytes:
@@ -91,6 +110,17 @@ class _Connection:
 
     def close(self) -> None:
         self.writer.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is known to be closed (the server hung up while it
+        was idle): nothing written to it would reach the server."""
+        reader = self.reader
+        return (
+            self.writer.transport.is_closing()
+            or reader.at_eof()
+            or reader.exception() is not None
+        )
 
 
 class RespPool:
@@ -165,22 +195,36 @@ class RespPool:
         """Send ``commands`` in one write on one connection; their replies, in order
         (an error reply is returned in its place, not raised).
 
-        A connection found broken before anything was read (a pooled connection the
-        server closed) is replaced once; the commands were not run on it.
+        Raises:
+            RespConnectionError: no reply came (the connection broke or timed out);
+                writes among ``commands`` may or may not have run.
         """
         async with self._slots:
-            pooled = bool(self._idle)
-            connection = self._idle.pop() if pooled else await self._open()
+            connection = self._pooled()
+            pooled = connection is not None
+            if connection is None:
+                connection = await self._open()
             try:
                 replies = await self._exchange(connection, commands)
             except RespConnectionError:
-                if not pooled:
+                # Reads may go again on a fresh connection when the pooled one broke
+                # (most likely closed unseen by a server restart); never after a
+                # timeout (the server is slow: do not add to its load), never writes.
+                if not (pooled and not connection.timed_out and _read_only(commands)):
                     raise
-                # Most likely closed while idle (a server restart): once more, fresh.
                 connection = await self._open()
                 replies = await self._exchange(connection, commands)
             self._idle.append(connection)
             return replies
+
+    def _pooled(self) -> _Connection | None:
+        """An idle connection not known to be closed, or ``None``."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed:
+                return connection
+            connection.close()
+        return None
 
     async def call(self, *args: Any) -> Reply:
         """Send one command; its reply.
