@@ -58,6 +58,19 @@ class ServerConfig:
     max_wait: float = 300.0
     callback_attempts: int = 8
 
+    def __post_init__(self) -> None:
+        if self.control_token is not None and not _is_header_text(self.control_token):
+            # A client sends it in a header, which carries ASCII only: with any other
+            # character no call could match it.
+            raise ConfigurationError(
+                f"secret {CONTROL_TOKEN}: the token must be printable ASCII (it travels in "
+                "an Authorization: Bearer header)"
+            )
+
+
+def _is_header_text(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
 
 def server_config(
     env: Mapping[str, str] | None = None, **overrides: object

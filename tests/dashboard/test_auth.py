@@ -184,6 +184,8 @@ def test_open_dashboard_refuses_a_public_address(capsys: pytest.CaptureFixture[s
         (["--name", "x", "--gateway", "http://127.0.0.1:1"], "--name names the flow of a FILE"),
         (["--gateway", "http://127.0.0.1:1", "--gateway-user", "u"],
          "--gateway-user and --gateway-password go together"),
+        (["--gateway", "http://127.0.0.1:1", "--control-token", "t\u00f6ken"],
+         "--control-token: the token must be printable ASCII"),
         ([str(EXAMPLES / "greet.py"), str(EXAMPLES / "subdag.py"), "--name", "x"],
          "--name names one flow"),
         ([str(EXAMPLES / "greet.py"), str(EXAMPLES / "greet.py")], "two flows are named greet"),
@@ -214,3 +216,25 @@ def test_empty_token_is_a_configuration_error() -> None:
         Credentials(token="")
     assert not Credentials().configured
     assert Credentials(basic=("u", "p")).configured
+
+
+async def test_credentials_outside_ascii_are_compared_as_utf8_bytes(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    token, password = "t\u00f6ken-\u2603", "p\u00e4ss"
+    client = await make_client(
+        local_source(f"sqlite:///{tmp_path / 's.db'}"),
+        credentials=Credentials(token=token, basic=(USER, password)),
+    )
+    # A header carries bytes: the token's UTF-8 is what a client sends.
+    bearer = {"Authorization": f"Bearer {token}".encode()}
+    assert (await client.get("/api/flows", headers=bearer)).status_code == 200
+    assert (await client.get("/api/flows", headers=basic(USER, password))).status_code == 200
+    for wrong in (b"Bearer \xff\xfe", "Bearer t\u00f6ken".encode(), b"Basic \xff"):
+        answer = await client.get("/api/flows", headers={"Authorization": wrong})
+        assert answer.status_code == 401
+    assert (await client.get("/api/flows", headers=basic(USER, "p\u00e4s"))).status_code == 401
+    # The sign-in form's UTF-8 too.
+    signed = await client.post("/login", data={"token": token})
+    assert signed.status_code == 303
+    assert (await client.get("/api/flows")).status_code == 200

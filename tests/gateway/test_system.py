@@ -177,3 +177,14 @@ def test_oversized_system_bodies_are_413(
     assert remove.status_code == 413
     names = [f["name"] for f in client.get(f"{gateway}/system/functions").json()]
     assert names == ["echo"]  # neither registered nor removed
+
+
+def test_basic_auth_outside_ascii(start_gateway: StartGateway, client: httpx.Client) -> None:
+    # Go compares the decoded bytes: a UTF-8 password works as its UTF-8 bytes.
+    password = "p\u00e4ss-\u2603"
+    _, gateway = start_gateway(basic_auth=("admin", password))
+    assert client.get(f"{gateway}/system/info", auth=("admin", password)).status_code == 200
+    for wrong in (("admin", "p\u00e4ss-"), ("\u00e4dmin", password)):
+        assert client.get(f"{gateway}/system/info", auth=wrong).status_code == 401
+    raw = {"Authorization": b"Basic \xff\xfe"}
+    assert client.get(f"{gateway}/system/info", headers=raw).status_code == 401

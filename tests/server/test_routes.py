@@ -17,6 +17,7 @@ from starlette.routing import Route
 import faasflow
 from faasflow import Context, Workflow
 from faasflow.config import ServerConfig
+from faasflow.errors import ConfigurationError
 from faasflow.server.app import create_app
 from faasflow.server.signing import sign
 from faasflow.transports.inprocess import InProcessTransport
@@ -233,6 +234,10 @@ async def test_control_token(tmp_path: Path, client: httpx.AsyncClient) -> None:
             client.post(f"{url}/?stop-flow={rid}"),
             client.get(f"{url}/flow/{rid}/state"),
             client.post(f"{url}/flow/{rid}/stop", headers={"Authorization": "Bearer no"}),
+            # Not ASCII: refused like any wrong token (header bytes, not text, compared).
+            client.get(f"{url}/flow/{rid}/state",
+                       headers={"Authorization": "Bearer t\u00f6ken".encode()}),
+            client.get(f"{url}/flow/{rid}/state", headers={"Authorization": b"Bearer \xff"}),
         ):
             assert (await call).status_code == 401
         state = await client.get(
@@ -240,6 +245,12 @@ async def test_control_token(tmp_path: Path, client: httpx.AsyncClient) -> None:
         )
         assert state.json()["status"] == "running"
         gate.release.set()
+
+
+def test_a_control_token_that_is_not_ascii_is_refused_at_start() -> None:
+    # No client could send it in a header: every control call would fail.
+    with pytest.raises(ConfigurationError, match="faasflow-control-token"):
+        ServerConfig(flow_name="flow", control_token="t\u00f6ken")
 
 
 async def test_authenticated_new_requests(tmp_path: Path, client: httpx.AsyncClient) -> None:
@@ -250,6 +261,13 @@ async def test_authenticated_new_requests(tmp_path: Path, client: httpx.AsyncCli
             url + "/", content=b"A", headers={"X-Hub-Signature-256": sign(b"wrong", b"A")}
         )
         assert forged.status_code == 401
+        for garbled in ("sha256=caf\u00e9".encode(), b"sha256=\xff"):
+            answer = await client.post(
+                url + "/", content=b"A", headers={"X-Hub-Signature-256": garbled}
+            )
+            assert (answer.status_code, answer.text) == (
+                401, "request not authenticated: bad signature\n"
+            )
         signed = await client.post(
             url + "/", content=b"A", headers={"X-Hub-Signature-256": sign(b"k3y", b"A")}
         )

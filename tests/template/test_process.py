@@ -100,6 +100,7 @@ def test_refuses_to_start_without_the_secret(flow_app: FlowApp) -> None:
         ({"flow_name": ""}, "error: flow_name:"),
         ({"max_wait": "soon"}, "error: max_wait:"),
         ({"upstream_port": "http"}, "error: upstream_port:"),
+        ({"faasflow_control_token": "t\u00f6ken"}, "error: secret faasflow-control-token:"),
     ],
 )
 def test_bad_configuration(flow_app: FlowApp, change: dict[str, str], message: str) -> None:

@@ -86,11 +86,9 @@ class Credentials:
         return hmac.new(self.token.encode(), b"faasflow-dashboard-session",
                         hashlib.sha256).hexdigest()
 
-    def check_token(self, given: str) -> bool:
-        """Whether ``given`` is the token (constant time)."""
-        return self.token is not None and hmac.compare_digest(
-            given.encode(), self.token.encode()
-        )
+    def check_token(self, given: bytes) -> bool:
+        """Whether ``given``, the bytes received, are the token's UTF-8 (constant time)."""
+        return self.token is not None and hmac.compare_digest(given, self.token.encode())
 
     def method(self, headers: Headers, cookies: dict[str, str]) -> str | None:
         """How the request authenticated: ``bearer``, ``basic``, ``cookie`` or ``open``;
@@ -99,7 +97,10 @@ class Credentials:
             return "open"
         authorization = headers.get("authorization", "")
         scheme = authorization.partition(" ")[0].lower()
-        if scheme == "bearer" and self.check_token(authorization.partition(" ")[2].strip()):
+        # The header's own bytes (Starlette decodes them as latin-1): a client sends a
+        # token outside ASCII as its UTF-8.
+        bearer = authorization.partition(" ")[2].strip().encode("latin-1")
+        if scheme == "bearer" and self.check_token(bearer):
             return "bearer"
         if scheme == "basic" and self.basic is not None and BasicAuth(*self.basic).allows(
             authorization
@@ -185,7 +186,7 @@ async def login(request: Request, credentials: Credentials) -> Response:
     if not body:
         return login_page("Enter the token.", 400)
     token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
-    if not credentials.check_token(token):
+    if not credentials.check_token(token.encode()):
         return login_page("Wrong token.", 401)
     answer = RedirectResponse("/", status_code=303)
     answer.set_cookie(COOKIE, credentials.session(), httponly=True, samesite="strict",

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from faasflow.dashboard.sources import VERBS, FlowSummary, SourceError, check_rid
+from faasflow.errors import ConfigurationError
 from faasflow.httpclient import new_client
 
 __all__ = ["FLOW_LABEL", "DESCRIPTION_ANNOTATION", "GatewaySource"]
@@ -39,6 +40,10 @@ class GatewaySource:
         control_token: the flows' control token (``faasflow_control_token``), sent as
             ``Authorization: Bearer`` on the flows' state and control routes.
         timeout: seconds each call may take.
+
+    Raises:
+        ConfigurationError: ``control_token`` is not printable ASCII (no header could
+            carry it, as no flow server accepts it).
     """
 
     kind = "gateway"
@@ -51,6 +56,8 @@ class GatewaySource:
         control_token: str | None = None,
         timeout: float = 30.0,
     ) -> None:
+        if control_token and not (control_token.isascii() and control_token.isprintable()):
+            raise ConfigurationError("--control-token: the token must be printable ASCII")
         self.gateway = gateway.rstrip("/")
         self._basic_auth = basic_auth
         self._control = {"Authorization": f"Bearer {control_token}"} if control_token else {}

@@ -37,22 +37,24 @@ class BasicAuth:
         if given is None:
             return False
         user, password = given
-        # Both compared, always, in constant time: no hint which one was wrong.
-        user_ok = hmac.compare_digest(user.encode(), self.user.encode())
-        password_ok = hmac.compare_digest(password.encode(), self.password.encode())
+        # Both compared, always, in constant time: no hint which one was wrong. As bytes,
+        # as Go compares them: what the client encoded (UTF-8, as browsers and curl do)
+        # against the configured text's UTF-8.
+        user_ok = hmac.compare_digest(user, self.user.encode())
+        password_ok = hmac.compare_digest(password, self.password.encode())
         return user_ok and password_ok
 
 
-def _parse_basic(value: str | None) -> tuple[str, str] | None:
+def _parse_basic(value: str | None) -> tuple[bytes, bytes] | None:
     # Go's Request.BasicAuth: "Basic " (any case), standard base64, split at the first ":".
     prefix = "basic "
     if value is None or value[: len(prefix)].lower() != prefix:
         return None
     try:
-        decoded = base64.b64decode(value[len(prefix) :], validate=True).decode("latin-1")
-    except (binascii.Error, ValueError):
+        decoded = base64.b64decode(value[len(prefix) :], validate=True)
+    except (binascii.Error, ValueError):  # ValueError: characters outside ASCII
         return None
-    user, colon, password = decoded.partition(":")
+    user, colon, password = decoded.partition(b":")
     return (user, password) if colon else None
 
 

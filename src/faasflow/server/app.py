@@ -243,7 +243,11 @@ class _FlowServer:
             return
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        # Bytes, not text: compare_digest refuses str with non-ASCII characters, and a
+        # header may carry any byte (Starlette decodes it as latin-1).
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode("latin-1"), token.encode("ascii")
+        ):
             raise HTTPProblem(401, "control routes need Authorization: Bearer <token>")
 
     async def _guard(self, call: Callable[[], Any]) -> Response:

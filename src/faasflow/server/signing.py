@@ -35,7 +35,10 @@ def verify(secret: bytes, body: bytes, signature: str | None) -> None:
         raise SignatureError("missing signature")
     if not signature.startswith("sha256="):
         raise SignatureError("signature must be sha256=<hex>")
-    if not hmac.compare_digest(sign(secret, body), signature.strip()):
+    # Bytes, not text: compare_digest refuses str with non-ASCII characters, and a
+    # header may carry any byte (Starlette decodes it as latin-1).
+    given = signature.strip().encode("latin-1", "replace")
+    if not hmac.compare_digest(sign(secret, body).encode(), given):
         raise SignatureError("bad signature")
 
 
