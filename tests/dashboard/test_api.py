@@ -225,6 +225,28 @@ async def test_bad_input_is_refused_with_a_message(
         assert (await client.get(f"/api/flows/{flow}/requests")).json()["requests"] == []
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status", "start"),
+    [
+        ("GET", "/api/flows/greet/requests/LONG", 400, "invalid request id"),
+        ("POST", "/api/flows/greet/requests/LONG/stop", 400, "invalid request id"),
+        ("GET", "/api/flows/LONG", 404, "no flow"),
+        ("POST", "/api/flows/greet/requests/abc/LONG", 404, "unknown action"),
+        ("GET", "/api/flows/greet/requests?limit=LONG", 400, "limit must be 1-1000"),
+        ("GET", "/api/flows/greet/requests?status=LONG", 400, "unknown status"),
+        ("GET", "/api/flows/greet/requests?before=LONG", 400, "invalid cursor"),
+    ],
+)
+async def test_a_long_value_is_shown_cut_short_in_the_error(
+    client: httpx.AsyncClient, method: str, path: str, status: int, start: str
+) -> None:
+    answer = await client.request(method, path.replace("LONG", "i" * 10_000), headers=HEADERS)
+    assert answer.status_code == status, answer.text[:200]
+    error = answer.json()["error"]
+    assert error.startswith(start) and len(error) < 200, error[:200]
+    assert "i" * 64 + "…" in error
+
+
 async def test_request_of_another_flow_is_not_found(client: httpx.AsyncClient) -> None:
     rid = await execute(client, "greet", b"Eve")
     await wait(client, "greet", rid, status_is("succeeded"))

@@ -361,3 +361,52 @@ async def test_requests_listing_and_history_routes(
         assert state["nodes"]["c"]["size_out"] == len(b"x-a-c")
         missing = await client.get(f"{url}/flow/nope/history", headers=auth)
         assert missing.status_code == 404
+
+
+async def test_headers_and_ids_are_checked_and_echoed_short(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    long = "i" * 10_000
+    shown = "'" + "i" * 64 + "…'"  # what an error shows of it
+
+    async with serving(local_app(chain_with(), tmp_path)) as url:
+
+        async def refused(method: str, path: str, **options: Any) -> str:
+            answer = await client.request(method, url + path, **options)
+            assert answer.status_code == 400, (path, answer.text)
+            assert len(answer.text) < 200, answer.text
+            return answer.text
+
+        for wait in ("nan", "NaN", "inf", "-inf", "1e999"):
+            text = await refused("POST", "/", headers={"X-Faas-Flow-Wait": wait})
+            assert text == f"X-Faas-Flow-Wait must be a finite number of seconds, got {wait!r}\n"
+        text = await refused("POST", "/", headers={"X-Faas-Flow-Wait": "-1"})
+        assert text == "X-Faas-Flow-Wait must not be negative, got '-1'\n"
+        text = await refused("POST", "/", headers={"X-Faas-Flow-Wait": long})
+        assert shown in text
+
+        empty = await refused("POST", "/", headers={"X-Faas-Flow-Reqid": ""})
+        assert empty.startswith("X-Faas-Flow-Reqid is empty:")
+        text = await refused("POST", "/", headers={"X-Faas-Flow-Reqid": long})
+        assert text == f"invalid request id {shown}: use 1-128 letters, digits, '_', '.' or '-'\n"
+        assert shown in await refused("POST", "/", headers={"X-Faas-Flow-Callback-Url": long})
+
+        # Request ids in paths and in the query API.
+        assert shown in await refused("GET", f"/flow/{long}/state")
+        assert shown in await refused("POST", f"/flow/{long}/pause")
+        assert shown in await refused("GET", "/", params={"state": long})
+        assert (await refused("GET", "/", params={"state": ""})).startswith(
+            "the request id is empty")
+        # Listing: every value taken from the query string.
+        for params, start in (
+            ({"before": long}, "invalid cursor"),
+            ({"status": long}, "unknown status"),
+            ({"limit": "9" * 5000}, "limit must be 1-1000"),
+            ({"limit": "5000", "before": "1.5/x"}, "limit must be 1-1000"),
+            ({"limit": "\u00b2"}, "limit must be a number"),
+        ):
+            text = await refused("GET", "/requests", params=params)
+            assert text.startswith(start), text
+            assert params.get("limit") == "5000" or "…" in text or "'\u00b2'" in text
+        # Nothing above started a request.
+        assert (await client.get(f"{url}/requests")).json()["requests"] == []

@@ -38,6 +38,7 @@ from faasflow.dashboard import auth
 from faasflow.dashboard.sources import Source, SourceError
 from faasflow.engine.records import PAUSED, RUNNING, STATUSES
 from faasflow.server.bodies import BodyTooLarge, read_body
+from faasflow.server.echo import echo, shorten
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
 
@@ -178,7 +179,7 @@ class _API:
         name = request.path_params["flow"]
         summary = next((s for s in await self.source.flows() if s.name == name), None)
         if summary is None:
-            raise SourceError(404, f"no flow {name!r}")
+            raise SourceError(404, f"no flow {echo(name)}")
         export = await self.source.export(name)
         return JSONResponse({"name": name, "description": summary.description,
                              "export": export})
@@ -186,12 +187,14 @@ class _API:
     async def requests(self, request: Request) -> Response:
         params = request.query_params
         raw_limit = params.get("limit", "50")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= COUNT_LIMIT:
-            raise SourceError(400, f"limit must be 1-{COUNT_LIMIT}, got {raw_limit!r}")
+        # ASCII digits, and few: int() refuses other digits and very long numbers.
+        if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4
+                and 1 <= int(raw_limit) <= COUNT_LIMIT):
+            raise SourceError(400, f"limit must be 1-{COUNT_LIMIT}, got {echo(raw_limit)}")
         statuses = [s for s in params.get("status", "").split(",") if s]
         unknown = sorted(set(statuses) - set(STATUSES))
         if unknown:
-            raise SourceError(400, f"unknown status {', '.join(unknown)}: "
+            raise SourceError(400, f"unknown status {shorten(', '.join(unknown))}: "
                                    f"use {', '.join(STATUSES)}")
         page = await self.source.list_requests(
             request.path_params["flow"], status=statuses or None, limit=int(raw_limit),
@@ -225,7 +228,7 @@ class _API:
 
     async def _known(self, flow: str) -> None:
         if flow not in {s.name for s in await self.source.flows()}:
-            raise SourceError(404, f"no flow {flow!r}")
+            raise SourceError(404, f"no flow {echo(flow)}")
 
     async def _body(self, request: Request) -> bytes:
         try:
@@ -245,7 +248,7 @@ class _HostCheck:
         if scope["type"] == "http":
             host = _hostname(Request(scope).headers.get("host", ""))
             if host not in self.allowed:
-                answer = _error(400, f"unexpected Host {host!r}: this dashboard answers on "
+                answer = _error(400, f"unexpected Host {echo(host)}: this dashboard answers on "
                                      f"{', '.join(self.allowed)}")
                 await answer(scope, receive, send)
                 return

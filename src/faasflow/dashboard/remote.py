@@ -19,6 +19,7 @@ import httpx
 from faasflow.dashboard.sources import VERBS, FlowSummary, SourceError, check_rid
 from faasflow.errors import ConfigurationError
 from faasflow.httpclient import new_client
+from faasflow.server.echo import echo
 
 __all__ = ["FLOW_LABEL", "DESCRIPTION_ANNOTATION", "GatewaySource"]
 
@@ -110,7 +111,7 @@ class GatewaySource:
 
     async def _flow_path(self, flow: str) -> str:
         if flow not in {summary.name for summary in await self.flows()}:
-            raise SourceError(404, f"no flow {flow!r}")
+            raise SourceError(404, f"no flow {echo(flow)}")
         return f"/function/{quote(flow, safe='')}"
 
     async def _json(self, flow: str, path: str, **options: Any) -> Any:
@@ -168,7 +169,7 @@ class GatewaySource:
 
     async def control(self, flow: str, rid: str, verb: str) -> str:
         if verb not in VERBS:
-            raise SourceError(404, f"unknown action {verb!r}: use {', '.join(VERBS)}")
+            raise SourceError(404, f"unknown action {echo(verb)}: use {', '.join(VERBS)}")
         path = await self._flow_path(flow) + f"/flow/{check_rid(rid)}/{verb}"
         answer = await self._call("POST", path, headers=self._control)
         _check(answer, flow)

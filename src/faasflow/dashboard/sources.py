@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from faasflow.dsl.export import to_json
 from faasflow.embedded import Engine, check_request_id
+from faasflow.engine.records import STATUSES
 from faasflow.errors import (
     ConfigurationError,
     DuplicateRequestError,
@@ -29,11 +30,14 @@ from faasflow.errors import (
     TransportError,
     UnknownRequestError,
 )
+from faasflow.server.echo import echo, shorten
 
 __all__ = ["VERBS", "FlowSummary", "LocalFlow", "LocalSource", "Source", "SourceError"]
 
 VERBS = ("pause", "resume", "stop", "redrive")
 """The control verbs, in the order the dashboard shows them."""
+PAGE_LIMIT = 1000
+"""The most requests a page may hold (the engine's limit)."""
 
 
 class SourceError(FaasFlowError):
@@ -107,8 +111,11 @@ def check_rid(rid: str) -> str:
     """``rid`` if it is a well-formed request id, else a 400 :class:`SourceError`."""
     try:
         return check_request_id(rid)
-    except RequestError as exc:
-        raise SourceError(400, str(exc)) from None
+    except RequestError:
+        # Not the engine's message: it quotes the whole id, of any length.
+        raise SourceError(
+            400, f"invalid request id {echo(rid)}: use 1-128 letters, digits, '_', '.' or '-'"
+        ) from None
 
 
 def translate(exc: FaasFlowError) -> SourceError:
@@ -186,7 +193,7 @@ class LocalSource:
     def _engine(self, flow: str) -> Engine:
         found = self._flows.get(flow)
         if found is None:
-            raise SourceError(404, f"no flow {flow!r}")
+            raise SourceError(404, f"no flow {echo(flow)}")
         return found.engine
 
     async def _info(self, flow: str, rid: str, *, nodes: bool = False) -> dict[str, Any]:
@@ -207,10 +214,21 @@ class LocalSource:
     async def list_requests(
         self, flow: str, *, status: Sequence[str] | None, limit: int, before: str | None
     ) -> dict[str, Any]:
+        engine = self._engine(flow)
+        unknown = sorted(set(status or ()) - set(STATUSES))
+        if unknown:
+            raise SourceError(400, f"unknown status {shorten(', '.join(unknown))}: use "
+                                   f"{', '.join(STATUSES)}")
+        if not 1 <= limit <= PAGE_LIMIT:
+            raise SourceError(400, f"limit must be 1-{PAGE_LIMIT}, got {limit}")
         try:
-            page = await self._engine(flow).list_requests(
-                status=status, limit=limit, before=before
-            )
+            page = await engine.list_requests(status=status, limit=limit, before=before)
+        except RequestError as exc:
+            if before is None:
+                raise translate(exc) from exc
+            # Statuses and limit are checked above: the cursor it is, which the engine's
+            # message quotes whole.
+            raise SourceError(400, f"invalid cursor {echo(before)}") from exc
         except FaasFlowError as exc:
             raise translate(exc) from exc
         return {"requests": [info.to_dict() for info in page.requests], "next": page.next}
@@ -243,7 +261,7 @@ class LocalSource:
 
     async def control(self, flow: str, rid: str, verb: str) -> str:
         if verb not in VERBS:
-            raise SourceError(404, f"unknown action {verb!r}: use {', '.join(VERBS)}")
+            raise SourceError(404, f"unknown action {echo(verb)}: use {', '.join(VERBS)}")
         engine = self._engine(flow)
         try:
             await self._info(flow, rid)

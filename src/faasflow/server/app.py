@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -43,7 +44,7 @@ from faasflow.embedded import Engine, check_request_id
 from faasflow.engine import keys
 from faasflow.engine.definition import Define
 from faasflow.engine.hops import Hop
-from faasflow.engine.records import FAILED, STOPPED, SUCCEEDED
+from faasflow.engine.records import FAILED, STATUSES, STOPPED, SUCCEEDED
 from faasflow.errors import (
     ConfigurationError,
     DuplicateRequestError,
@@ -58,6 +59,7 @@ from faasflow.errors import (
 from faasflow.metrics import EngineMetrics, MetricsApp
 from faasflow.server.bodies import BodyTooLarge, read_body
 from faasflow.server.callbacks import CallbackSender
+from faasflow.server.echo import echo, shorten
 from faasflow.server.signing import (
     HUB_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
@@ -74,6 +76,9 @@ CALLBACK = "X-Faas-Flow-Callback-Url"
 WAIT = "X-Faas-Flow-Wait"
 STATUS = "X-Faas-Flow-Status"
 LEGACY = ("export-dag", "pause-flow", "resume-flow", "stop-flow", "state")
+_ID_RULE = "use 1-128 letters, digits, '_', '.' or '-'"
+MAX_PAGE = 1000
+"""The most requests ``GET /requests`` lists at once (the engine's limit)."""
 RECOVERY_DELAY = 2.0
 """Seconds to wait for a first request before recovering anyway."""
 
@@ -231,11 +236,14 @@ class _FlowServer:
         except BodyTooLarge as exc:
             raise HTTPProblem(413, str(exc)) from None
 
-    def _rid(self, value: str) -> str:
+    def _rid(self, value: str, source: str = "the request id") -> str:
+        if not value:
+            raise HTTPProblem(400, f"{source} is empty: {_ID_RULE}")
         try:
             return check_request_id(value)
-        except RequestError as exc:
-            raise HTTPProblem(400, str(exc)) from exc
+        except RequestError:
+            # Not the engine's message: it quotes the whole id, of any length.
+            raise HTTPProblem(400, f"invalid request id {echo(value)}: {_ID_RULE}") from None
 
     def _authorize_control(self, request: Request) -> None:
         token = self.config.control_token
@@ -305,12 +313,15 @@ class _FlowServer:
             except SignatureError as exc:
                 raise HTTPProblem(401, f"request not authenticated: {exc}") from exc
         wanted = request.headers.get(REQID)
-        rid = self._rid(wanted) if wanted else None
+        # An empty header is a mistake (an unset variable, say), not a wish for a new id.
+        rid = None if wanted is None else self._rid(wanted, REQID)
         callback = request.headers.get(CALLBACK)
         if callback is not None:
             parts = urlsplit(callback)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise HTTPProblem(400, f"{CALLBACK} must be an http(s) URL, got {callback!r}")
+                raise HTTPProblem(
+                    400, f"{CALLBACK} must be an http(s) URL, got {echo(callback)}"
+                )
         wait = self._wait(request)
         with tracing.continue_from(request.headers):
             rid = await self.engine.submit(
@@ -341,9 +352,13 @@ class _FlowServer:
         try:
             seconds = float(raw)
         except ValueError:
-            raise HTTPProblem(400, f"{WAIT} must be a number of seconds, got {raw!r}") from None
-        if not seconds >= 0:
-            raise HTTPProblem(400, f"{WAIT} must not be negative")
+            raise HTTPProblem(
+                400, f"{WAIT} must be a number of seconds, got {echo(raw)}"
+            ) from None
+        if not math.isfinite(seconds):
+            raise HTTPProblem(400, f"{WAIT} must be a finite number of seconds, got {echo(raw)}")
+        if seconds < 0:
+            raise HTTPProblem(400, f"{WAIT} must not be negative, got {echo(raw)}")
         return min(seconds, self.config.max_wait)
 
     async def forward(self, request: Request) -> Response:
@@ -397,7 +412,7 @@ class _FlowServer:
         async def run() -> Response:
             verb = request.path_params["verb"]
             if verb not in ("pause", "resume", "stop", "redrive"):
-                raise HTTPProblem(404, f"no route /flow/{{id}}/{verb}")
+                raise HTTPProblem(404, f"no route /flow/{{id}}/{echo(verb)}")
             self._authorize_control(request)
             rid = self._rid(request.path_params["rid"])
             await self._control(verb, rid)
@@ -438,12 +453,27 @@ class _FlowServer:
             self._authorize_control(request)
             params = request.query_params
             raw_limit = params.get("limit", "50")
-            if not raw_limit.isdigit():
-                raise HTTPProblem(400, f"limit must be a number, got {raw_limit!r}")
+            # ASCII digits, and few: int() refuses other digits and very long numbers.
+            if not (raw_limit.isascii() and raw_limit.isdigit()):
+                raise HTTPProblem(400, f"limit must be a number, got {echo(raw_limit)}")
+            if len(raw_limit) > 4 or not 1 <= int(raw_limit) <= MAX_PAGE:
+                raise HTTPProblem(400, f"limit must be 1-{MAX_PAGE}, got {echo(raw_limit)}")
             statuses = [s for s in params.get("status", "").split(",") if s] or None
-            page = await self.engine.list_requests(
-                status=statuses, limit=int(raw_limit), before=params.get("before") or None
-            )
+            unknown = sorted(set(statuses or ()) - set(STATUSES))
+            if unknown:
+                raise HTTPProblem(400, f"unknown status {shorten(', '.join(unknown))}: use "
+                                       f"{', '.join(STATUSES)}")
+            before = params.get("before") or None
+            try:
+                page = await self.engine.list_requests(
+                    status=statuses, limit=int(raw_limit), before=before
+                )
+            except RequestError as exc:
+                if before is None:
+                    raise
+                # Statuses and limit were checked above: the cursor it is, which the
+                # engine's message quotes whole.
+                raise HTTPProblem(400, f"invalid cursor {echo(before)}") from exc
             return JSONResponse(
                 {"requests": [info.to_dict() for info in page.requests], "next": page.next}
             )
