@@ -1,6 +1,6 @@
-"""The ``faasflow`` command: ``run``, ``graph``, ``serve``, ``worker``, ``submit``, ``status``,
-``result``, ``pause``, ``resume``, ``stop``, ``redrive``, ``gateway``, ``dashboard``, ``new``,
-``--version``.
+"""The ``faasflow`` command: ``run``, ``recover``, ``graph``, ``serve``, ``worker``, ``submit``,
+``status``, ``result``, ``pause``, ``resume``, ``stop``, ``redrive``, ``gateway``,
+``dashboard``, ``new``, ``--version``.
 
 Exit statuses, the same for every subcommand: 0 success; 1 the request (or an external
 program) failed; 2 a bad argument, flow file or flow definition; 3 a needed program is
@@ -15,14 +15,12 @@ import os
 import sys
 
 from faasflow import __version__, tracing
-from faasflow.cli import dashboard, graph, new, requests, run, serve, worker
-from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error
+from faasflow.cli import dashboard, graph, new, recover, requests, run, serve, worker
+from faasflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, error
 from faasflow.errors import ConfigurationError
 from faasflow.gateway import cli as gateway_cli
 
 __all__ = ["build_parser", "main"]
-
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"faasflow {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     run.add_parser(subparsers)
+    recover.add_parser(subparsers)
     graph.add_parser(subparsers)
     serve.add_parser(subparsers)
     worker.add_parser(subparsers)

@@ -15,11 +15,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error, write_stdout
+from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error, seconds, write_stdout
 from faasflow.cli.distributed import add_connection_options, nats_url, state_url
 from faasflow.cli.loader import load_define
 from faasflow.cli.report import format_requests, format_status, parse_statuses
-from faasflow.cli.run import _read_input, _request_id, _seconds
+from faasflow.cli.run import _read_input, _request_id
 from faasflow.engine.records import STATUSES
 from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
 
@@ -43,7 +43,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     source.add_argument("--data-file", metavar="PATH", help="read the input from PATH ('-': stdin)")
     submit.add_argument("--request-id", metavar="ID", type=_request_id, help="choose the id")
     submit.add_argument("--query", metavar="QS", default="", help="the request's query string")
-    submit.add_argument("--wait", metavar="S", type=_seconds,
+    submit.add_argument("--wait", metavar="S", type=seconds,
                         help="wait up to S seconds and print the result instead of the id")
     add_connection_options(submit)
     submit.set_defaults(handler=_submit)

@@ -8,10 +8,17 @@ import os
 import sys
 from pathlib import Path
 
-from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error, write_stdout
+from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error, seconds, write_stdout
+from faasflow.cli.embedded import (
+    add_engine_options,
+    build_engine,
+    outlives_process,
+    recover_command,
+    status_command,
+)
+from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
 from faasflow.cli.loader import FlowFile, load_define
-from faasflow.cli.progress import Progress
-from faasflow.embedded import Engine, check_request_id
+from faasflow.embedded import check_request_id, new_request_id
 from faasflow.errors import (
     ConfigurationError,
     FaasFlowError,
@@ -22,9 +29,6 @@ from faasflow.errors import (
 
 __all__ = ["add_parser", "command"]
 
-GATEWAY_ENV = "gateway"
-"""The OpenFaaS template's variable for the gateway URL; the default of ``--gateway``."""
-
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Declare ``faasflow run`` and its options."""
@@ -33,8 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="run one request of a flow in this process",
         description=(
             "Run one request of the flow defined in FILE (its define(flow, context), or "
-            "FILE:NAME) and write the result bytes to stdout, unchanged. Exit status: 0 "
-            "success, 1 the request failed, 2 a bad argument or flow definition."
+            "FILE:NAME) and write the result bytes to stdout, unchanged. On Ctrl-C, print "
+            "the request's id and the `faasflow recover` command that continues it, and "
+            "exit at once (a node running in a thread dies with the process and runs again "
+            "on recovery). Exit status: 0 success, 1 the request failed, 2 a bad argument "
+            "or flow definition, 130 interrupted."
         ),
     )
     parser.add_argument("target", metavar="FILE[:define]", help="the flow file and function")
@@ -43,28 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     source.add_argument(
         "--data-file", metavar="PATH", help="read the input from PATH ('-' for stdin)"
     )
-    parser.add_argument(
-        "--functions",
-        metavar="DIR",
-        help="a folder of OpenFaaS python3-http handler folders (default: functions/ "
-        "next to FILE, when it exists)",
-    )
-    parser.add_argument(
-        "--gateway",
-        metavar="URL",
-        default=os.environ.get(GATEWAY_ENV) or None,
-        help=f"an OpenFaaS gateway for the other function names (default: ${GATEWAY_ENV})",
-    )
-    parser.add_argument(
-        "--state",
-        metavar="URL",
-        help="state store URL, e.g. memory:// or sqlite:///flows.db (default: "
-        "$FAASFLOW_STORE, else a SQLite file in the cache directory)",
-    )
-    parser.add_argument(
-        "--data-store", metavar="URL", help="data store URL (default: the state store's URL)"
-    )
-    parser.add_argument("--name", metavar="FLOW", help="the flow name (default: FILE's stem)")
+    add_engine_options(parser)
     parser.add_argument(
         "--request-id", metavar="ID", type=_request_id, help="choose the request id"
     )
@@ -72,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--query", metavar="QS", default="", help="the request's query string (a=1&b=2)"
     )
     parser.add_argument(
-        "--timeout", metavar="S", type=_seconds, help="give up waiting after S seconds"
+        "--timeout", metavar="S", type=seconds, help="give up waiting after S seconds"
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="print node events with timings on stderr"
@@ -87,16 +73,6 @@ def _request_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be > 0")
-    return value
-
-
 def command(args: argparse.Namespace) -> int:
     """Carry out ``faasflow run``; returns the exit status."""
     try:
@@ -106,6 +82,8 @@ def command(args: argparse.Namespace) -> int:
         return error(str(exc), EXIT_USAGE)
     try:
         result = asyncio.run(_run(args, flow, data))
+    except Interrupted:
+        exit_interrupted()
     except (FlowDefinitionError, ConfigurationError) as exc:
         return error(str(exc), EXIT_USAGE)
     except RequestFailedError as exc:
@@ -146,29 +124,33 @@ def _read_stdin() -> bytes:
         ) from exc
 
 
-def _functions_dir(args: argparse.Namespace, flow: FlowFile) -> Path | None:
-    if args.functions is not None:
-        folder = Path(args.functions)
-        if not folder.is_dir():
-            raise ConfigurationError(f"--functions {args.functions!r} is not a directory")
-        return folder
-    beside = flow.path.parent / "functions"
-    return beside if beside.is_dir() else None
-
-
 async def _run(args: argparse.Namespace, flow: FlowFile, data: bytes) -> bytes:
-    # The engine is built inside the loop: its transport and pools belong to this run.
-    engine = Engine(
-        flow.define,
-        flow_name=args.name or flow.stem,
-        functions_dir=_functions_dir(args, flow),
-        gateway=args.gateway,
-        state_store=args.state,
-        data_store=args.data_store,
-    )
-    if args.verbose:
-        engine.executor.listeners.append(Progress())
-    async with engine:
-        return await engine.run(
-            data, request_id=args.request_id, query=args.query, timeout=args.timeout
+    engine = build_engine(args, flow)
+    # Chosen before submitting, so that a Ctrl-C at any moment can name it.
+    rid = args.request_id or new_request_id()
+    started = False
+
+    def notice() -> str:
+        recover, status = recover_command(args), status_command(args, rid)
+        if not outlives_process(args):
+            return f"interrupted: request {rid} ends with this process (its store is in memory)"
+        if not started:
+            return (
+                f"interrupted while starting request {rid}: if `{status}` finds it, "
+                f"continue it with `{recover}`"
+            )
+        return (
+            f"interrupted: request {rid} is still running; continue it with `{recover}`, "
+            f"see it with `{status}`"
         )
+
+    async def submit_and_wait() -> bytes:
+        nonlocal started
+        await engine.submit(data, request_id=rid, query=args.query)
+        started = True
+        return await engine.wait(rid, args.timeout)
+
+    # On Ctrl-C the engine is closed on the way out: the steps it held are released at
+    # once, for `faasflow recover` to take over.
+    async with engine:
+        return await until_interrupted(submit_and_wait(), notice)
