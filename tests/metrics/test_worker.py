@@ -131,3 +131,17 @@ def test_a_bad_metrics_port_is_a_usage_error(setup: dict[str, str]) -> None:
         busy = run_worker("--metrics-port", str(port), "--metrics-host", "127.0.0.1", env=env)
     assert busy.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+
+
+def test_metrics_listen_on_loopback_unless_told(setup: dict[str, str]) -> None:
+    env = process_env("metrics") | {
+        "FAASFLOW_NATS": setup["nats"], "FAASFLOW_STATE": setup["state"],
+    }
+    # The port taken on loopback: the error names the address the worker tried.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_worker("--metrics-port", str(port), env=env)
+    assert busy.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr

@@ -54,9 +54,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="serve Prometheus metrics at http://HOST:N/metrics (and /healthz); off unless "
         "given ($FAASFLOW_METRICS_PORT; 9102 is the usual choice)",
     )
+    # Loopback, as every other faasflow server: /metrics needs no credentials, so
+    # answering other machines (a Prometheus elsewhere, a pod's IP) is a choice to make.
     parser.add_argument(
-        "--metrics-host", metavar="ADDR", default="0.0.0.0",
-        help="the address the metrics port listens on (default 0.0.0.0)",
+        "--metrics-host", metavar="ADDR", default="127.0.0.1",
+        help="the address the metrics port listens on (default 127.0.0.1, this machine "
+        "only; 0.0.0.0 for every interface, e.g. in a container Prometheus scrapes)",
     )
     parser.set_defaults(handler=command)
 
