@@ -98,6 +98,52 @@ async def test_a_sync_flow_answers_with_its_result(
         assert state["status"] == "succeeded" and state["request_id"] == rid
 
 
+def sync_unless_many(gate: Gate) -> Any:
+    """One sync node, unless the query says ``many=1``: then a chain held by ``gate``."""
+
+    def define(flow: Workflow, context: Context) -> None:
+        if context.query_value("many", "") != "1":
+            flow.sync_node().modify(lambda d: b"one:" + d)
+            return
+        dag = flow.dag()
+        dag.node("a").modify(gate)
+        dag.node("b").modify(lambda d: d + b"-b")
+        dag.edge("a", "b")
+
+    return define
+
+
+def chain_unless_one(flow: Workflow, context: Context) -> None:
+    if context.query_value("one", "") == "1":
+        flow.sync_node().modify(lambda d: b"one:" + d)
+    else:
+        chain_with()(flow, context)
+
+
+async def test_sync_or_not_is_decided_for_each_request_s_query(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    # Start-up builds the flow for an empty query: a chain here.
+    async with serving(local_app(chain_unless_one, tmp_path / "a")) as url:
+        one = await client.post(url + "/?one=1", content=b"x")
+        assert (one.status_code, one.content) == (200, b"one:x")
+        assert (await client.post(url + "/", content=b"x")).status_code == 202
+    # A single sync node for an empty query, a chain for this request: 202 at once,
+    # not a wait for the chain's end.
+    gate = Gate()
+    async with serving(local_app(sync_unless_many(gate), tmp_path / "b")) as url:
+        one = await client.post(url + "/", content=b"x")
+        assert (one.status_code, one.content) == (200, b"one:x")
+        many = await client.post(url + "/?many=1", content=b"x")
+        assert many.status_code == 202
+        rid = many.headers["X-Faas-Flow-Reqid"]
+        gate.release.set()
+        result = await poll(
+            lambda: client.get(f"{url}/flow/{rid}/result"), lambda r: r.status_code == 200
+        )
+        assert result.content == b"x-b"
+
+
 async def test_an_async_flow_answers_202_then_the_result_can_be_fetched(
     tmp_path: Path, client: httpx.AsyncClient
 ) -> None:

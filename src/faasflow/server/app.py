@@ -13,8 +13,9 @@
 | ``GET /healthz`` | liveness |
 | ``GET /metrics`` | Prometheus metrics of this replica (see :mod:`faasflow.metrics`) |
 
-A flow of one sync node runs within the caller's request and answers 200 with its
-result. Other flows answer 202 with the request id, unless the caller sends
+A request for which the flow is one sync node (as ``define`` builds it for the
+request's query) runs within the caller's request and answers 200 with its result.
+Other requests answer 202 with the request id, unless the caller sends
 ``X-Faas-Flow-Wait: SECONDS``: then the answer is 200 with the result if the request ends
 in time (whichever replica ran its last node), else 202.
 """
@@ -194,12 +195,11 @@ class _FlowServer:
         self.engine = engine
         self.config = config
         self.callbacks = CallbackSender(attempts=config.callback_attempts)
-        self._sync: bool | None = None
         self.listening = asyncio.Event()
         self._recovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._sync = self.engine.describe().is_sync  # a bad definition fails start-up
+        self.engine.describe()  # a definition that fails for every request fails start-up
         self.engine.executor.end_listeners.append(self.callbacks.on_end)
         await self.engine.start()
         self._recovery = asyncio.create_task(self._recover())
@@ -323,15 +323,20 @@ class _FlowServer:
                     400, f"{CALLBACK} must be an http(s) URL, got {echo(callback)}"
                 )
         wait = self._wait(request)
+        query = _user_query(request)
+        # Per request: define() may build a single sync node for some queries only. The
+        # engine builds the flow again when it starts the request (it keeps no copy made
+        # elsewhere); a build costs tens of microseconds for a small flow, against
+        # milliseconds for the request.
+        sync = self.engine.describe(query).is_sync
         with tracing.continue_from(request.headers):
             rid = await self.engine.submit(
-                body, request_id=rid, query=_user_query(request), inline=bool(self._sync),
-                callback_url=callback,
+                body, request_id=rid, query=query, inline=sync, callback_url=callback
             )
         headers = {REQID: rid}
         if callback:
             headers[CALLBACK] = callback
-        if self._sync:
+        if sync:
             wait = self.config.max_wait
         elif wait is None:
             return PlainTextResponse(rid, status_code=202, headers=headers)
