@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from faasflow.cli.main import build_parser, main
 from faasflow.dashboard.auth import COOKIE, Credentials
+from faasflow.dashboard.sessions import Sessions
 from faasflow.errors import ConfigurationError
 
 from .conftest import EXAMPLES, HEADERS, MakeClient, local_source
@@ -98,12 +100,40 @@ async def test_sign_in_form_sets_a_session_cookie(token_client: httpx.AsyncClien
     assert (await token_client.get("/api/flows")).status_code == 401
 
 
-async def test_a_cookie_from_another_token_is_refused(token_client: httpx.AsyncClient) -> None:
-    other = Credentials(token="another-token").session()
-    token_client.cookies.set(COOKIE, other)
-    assert (await token_client.get("/api/flows")).status_code == 401
-    token_client.cookies.set(COOKIE, Credentials(token=TOKEN).session())
-    assert (await token_client.get("/api/flows")).status_code == 200
+async def test_a_cookie_from_another_token_or_secret_is_refused(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    secret = b"s" * 32
+    client = await make_client(local_source(f"sqlite:///{tmp_path / 's.db'}"),
+                               credentials=Credentials(token=TOKEN),
+                               sessions=Sessions(TOKEN, secret=secret))
+    for forged in (Sessions("another-token", secret=secret).issue(),
+                   Sessions(TOKEN, secret=b"another secret").issue(), "", "a.b.c"):
+        client.cookies.set(COOKIE, forged)
+        assert (await client.get("/api/flows")).status_code == 401, forged
+    client.cookies.clear()
+    raw = {"Cookie": f"{COOKIE}=".encode() + "x.1.\u00e9".encode()}
+    assert (await client.get("/api/flows", headers=raw)).status_code == 401
+    client.cookies.set(COOKIE, Sessions(TOKEN, secret=secret).issue())
+    assert (await client.get("/api/flows")).status_code == 200
+
+
+async def test_a_session_ends_after_its_max_age(make_client: MakeClient, tmp_path: Path) -> None:
+    clock = Clock()
+    client = await make_client(local_source(f"sqlite:///{tmp_path / 's.db'}"),
+                               credentials=Credentials(token=TOKEN),
+                               sessions=Sessions(TOKEN, max_age=600, clock=clock))
+    signed = await client.post("/login", data={"token": TOKEN})
+    assert "Max-Age=600" in signed.headers["set-cookie"]
+    cookie = signed.cookies[COOKIE]
+    clock.now += 599
+    assert (await client.get("/api/flows")).status_code == 200
+    clock.now += 1
+    assert (await client.get("/api/flows")).status_code == 401
+    # The issue time is signed: moving it forward does not help.
+    session_id, _, signature = cookie.split(".")
+    client.cookies.set(COOKIE, f"{session_id}.{int(clock.now)}.{signature}")
+    assert (await client.get("/api/flows")).status_code == 401
 
 
 async def test_basic_auth_challenges_and_admits(basic_client: httpx.AsyncClient) -> None:
@@ -180,6 +210,10 @@ def test_open_dashboard_refuses_a_public_address(capsys: pytest.CaptureFixture[s
                                       "expected USER:PASSWORD"),
         (["--basic-auth", "user:"], "expected USER:PASSWORD"),
         (["--token", ""], "--token: the token must not be empty"),
+        (["--token", "t", "--session-max-age", "0", "--gateway", "http://127.0.0.1:1"],
+         "--session-max-age: must be a number of seconds, at least 1, not 0.0"),
+        (["--token", "t", "--session-max-age", "nan", "--gateway", "http://127.0.0.1:1"],
+         "--session-max-age: must be a number of seconds"),
         ([], "nothing to show: give flow FILEs, or --gateway URL"),
         (["--name", "x", "--gateway", "http://127.0.0.1:1"], "--name names the flow of a FILE"),
         (["--gateway", "http://127.0.0.1:1", "--gateway-user", "u"],
@@ -238,3 +272,96 @@ async def test_credentials_outside_ascii_are_compared_as_utf8_bytes(
     signed = await client.post("/login", data={"token": token})
     assert signed.status_code == 303
     assert (await client.get("/api/flows")).status_code == 200
+
+
+def clients_of(app: Any, *addresses: str) -> list[httpx.AsyncClient]:
+    """One client per address, each calling ``app`` in-process as a browser there would."""
+    return [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 50000)),
+                          base_url="http://127.0.0.1", timeout=30)
+        for address in addresses
+    ]
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_failed_sign_ins_are_throttled_per_client_address(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
+    from faasflow.dashboard.app import create_app
+    from faasflow.dashboard.auth import LoginThrottle
+
+    clock = Clock()
+    source = local_source(f"sqlite:///{tmp_path / 's.db'}")
+    app = create_app(source, credentials=Credentials(token=TOKEN),
+                     login_throttle=LoginThrottle(failures=5, window=300, clock=clock))
+    guesser, other = clients_of(app, "10.0.0.1", "10.0.0.2")
+    async with guesser, other:
+        for _ in range(5):
+            assert (await guesser.post("/login", data={"token": "guess"})).status_code == 401
+        clock.now += 100
+        blocked = await guesser.post("/login", data={"token": "guess"})
+        assert blocked.status_code == 429
+        assert blocked.headers["retry-after"] == "200"  # the first failure + the window
+        assert "Too many failed sign-ins" in blocked.text
+        # While blocked even the right token is refused: no answer tells a guess apart.
+        right = await guesser.post("/login", data={"token": TOKEN})
+        assert right.status_code == 429 and COOKIE not in guesser.cookies
+        # Another address is not held back.
+        assert (await other.post("/login", data={"token": TOKEN})).status_code == 303
+        clock.now += 200
+        assert (await guesser.post("/login", data={"token": TOKEN})).status_code == 303
+
+
+async def test_sign_in_is_throttled_by_default(token_client: httpx.AsyncClient) -> None:
+    for _ in range(5):
+        assert (await token_client.post("/login", data={"token": "guess"})).status_code == 401
+    blocked = await token_client.post("/login", data={"token": TOKEN})
+    assert blocked.status_code == 429
+    assert 0 < int(blocked.headers["retry-after"]) <= 300
+
+
+async def test_sign_out_needs_a_same_origin_post(token_client: httpx.AsyncClient) -> None:
+    assert (await token_client.post("/login", data={"token": TOKEN})).status_code == 303
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Sec-Fetch-Site": "cross-site", "Origin": "http://127.0.0.1"}):
+        forged = await token_client.post("/logout", headers=headers)
+        assert forged.status_code == 403, headers
+        assert "cross-site" in forged.text
+    assert (await token_client.get("/logout")).status_code == 405
+    assert (await token_client.get("/api/flows")).status_code == 200  # still signed in
+    # The page's own form: same origin.
+    out = await token_client.post(
+        "/logout", headers={"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
+    )
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+    # A cross-site sign-in is refused the same way.
+    login = await token_client.post("/login", data={"token": TOKEN},
+                                    headers={"Origin": "https://evil.example"})
+    assert login.status_code == 403 and COOKIE not in token_client.cookies
+
+
+async def test_signing_out_revokes_the_session_everywhere(
+    token_client: httpx.AsyncClient,
+) -> None:
+    signed = await token_client.post("/login", data={"token": TOKEN})
+    cookie = signed.cookies[COOKIE]
+    assert "Max-Age=43200" in signed.headers["set-cookie"]  # 12 hours, the default
+    assert (await token_client.post("/logout")).status_code == 303
+    # A copy of the cookie (another browser, a stolen one) stops working too.
+    token_client.cookies.set(COOKIE, cookie)
+    assert (await token_client.get("/api/flows")).status_code == 401
+    # A new sign-in is a new session.
+    token_client.cookies.clear()
+    again = await token_client.post("/login", data={"token": TOKEN})
+    assert again.cookies[COOKIE] != cookie
+    assert (await token_client.get("/api/flows")).status_code == 200

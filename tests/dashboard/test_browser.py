@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from e2e.harness import GatewayProcess, Process, child_env, faasflow_argv, free_port
+from faasflow.dashboard.auth import COOKIE
 
 from .conftest import EXAMPLES, FLOWS, HEADERS
 from .test_api import count_nodes
@@ -298,3 +299,18 @@ def test_a_refused_action_is_shown(system: System, browser: Browser) -> None:
     expect(page.locator(".error[role=alert]").filter(has_text="stopped")).to_be_visible()
     expect(page.locator(".error[role=alert]").filter(has_text="cannot pause")).to_be_visible()
     (system.gates / rid).touch()  # let the node in flight end before the processes stop
+
+
+def test_signing_out_ends_the_session(system: System, browser: Browser) -> None:
+    page = system.page(browser)
+    if system.kind != "local":
+        # Basic auth: the browser keeps the credentials, there is no session to end.
+        expect(page.locator("#logout")).to_be_hidden()
+        return
+    (cookie,) = [c["value"] for c in page.context.cookies() if c["name"] == COOKIE]
+    page.click("#logout button")  # the page's own form: a same-origin POST
+    expect(page).to_have_url(re.compile(r"/login$"))
+    assert not [c for c in page.context.cookies() if c["name"] == COOKIE]
+    # The session is over on the server: a copy of its cookie is refused.
+    copied = httpx.get(system.url + "/api/flows", cookies={COOKIE: cookie})
+    assert copied.status_code == 401

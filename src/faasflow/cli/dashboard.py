@@ -4,7 +4,8 @@ Two sources: flow files given on the command line (each served by an engine of t
 process on ``--state``/``--data``, or, with ``--nats``, by the workers), or without files
 the flows of ``--gateway`` (functions labelled ``faas-flow: "1"``).
 
-Sign-in: ``--token`` ($FAASFLOW_DASHBOARD_TOKEN) and/or ``--basic-auth USER:PASSWORD``
+Sign-in: ``--token`` ($FAASFLOW_DASHBOARD_TOKEN; a sign-in with the form lasts
+``--session-max-age`` seconds) and/or ``--basic-auth USER:PASSWORD``
 ($FAASFLOW_DASHBOARD_BASIC_AUTH). Without either the dashboard is open to anyone who can
 reach it, so it listens on loopback only unless ``--insecure``.
 """
@@ -23,10 +24,12 @@ from typing import TYPE_CHECKING
 from faasflow.cli.common import EXIT_MISSING_TOOL, EXIT_OK, EXIT_USAGE, error
 from faasflow.cli.distributed import add_connection_options, state_url
 from faasflow.cli.loader import load_define
+from faasflow.dashboard.sessions import DEFAULT_SESSION_MAX_AGE
 from faasflow.errors import ConfigurationError, FlowDefinitionError
 
 if TYPE_CHECKING:
     from faasflow.dashboard.auth import Credentials
+    from faasflow.dashboard.sessions import Sessions
     from faasflow.dashboard.sources import Source
 
 __all__ = ["add_parser", "command"]
@@ -77,6 +80,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--token", default=os.environ.get("FAASFLOW_DASHBOARD_TOKEN"),
                         help="require this token: Authorization: Bearer, or the sign-in "
                         "form ($FAASFLOW_DASHBOARD_TOKEN)")
+    parser.add_argument("--session-max-age", metavar="SECONDS", type=float,
+                        default=DEFAULT_SESSION_MAX_AGE,
+                        help="how long a sign-in with the form lasts (default "
+                        f"{DEFAULT_SESSION_MAX_AGE:.0f}, 12 hours)")
     parser.add_argument("--basic-auth", metavar="USER:PASSWORD",
                         default=os.environ.get("FAASFLOW_DASHBOARD_BASIC_AUTH"),
                         help="require these credentials ($FAASFLOW_DASHBOARD_BASIC_AUTH)")
@@ -98,8 +105,10 @@ def command(args: argparse.Namespace) -> int:
 
     try:
         credentials = _credentials(args)
+        sessions = _sessions(args, credentials)
         allowed = _check_exposure(args, credentials)
-        app = create_app(_source(args), credentials=credentials, allowed_hosts=allowed)
+        app = create_app(_source(args), credentials=credentials, allowed_hosts=allowed,
+                         sessions=sessions)
     except (ConfigurationError, FlowDefinitionError) as exc:
         return error(str(exc), EXIT_USAGE)
     if not credentials.configured:
@@ -128,6 +137,14 @@ def _credentials(args: argparse.Namespace) -> Credentials:
         basic = parse_basic_auth(args.basic_auth,
                                  "--basic-auth (or $FAASFLOW_DASHBOARD_BASIC_AUTH)")
     return Credentials(token=args.token, basic=basic)
+
+
+def _sessions(args: argparse.Namespace, credentials: Credentials) -> Sessions | None:
+    from faasflow.dashboard.sessions import Sessions
+
+    if credentials.token is None:
+        return None
+    return Sessions(credentials.token, max_age=args.session_max_age)
 
 
 def _check_exposure(args: argparse.Namespace, credentials: Credentials) -> list[str] | None:

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from faasflow.dashboard.app import create_app
     from faasflow.dashboard.auth import Credentials
     from faasflow.dashboard.remote import GatewaySource
+    from faasflow.dashboard.sessions import Sessions
     from faasflow.dashboard.sources import FlowSummary, LocalFlow, LocalSource, Source, SourceError
+    from faasflow.dashboard.throttle import LoginThrottle
 
 __all__ = [
     "Credentials",
@@ -29,6 +31,8 @@ __all__ = [
     "GatewaySource",
     "LocalFlow",
     "LocalSource",
+    "LoginThrottle",
+    "Sessions",
     "Source",
     "SourceError",
     "create_app",
@@ -40,6 +44,8 @@ _HOME = {
     "GatewaySource": "remote",
     "LocalFlow": "sources",
     "LocalSource": "sources",
+    "LoginThrottle": "throttle",
+    "Sessions": "sessions",
     "Source": "sources",
     "SourceError": "sources",
     "create_app": "app",

@@ -35,7 +35,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faasflow.dashboard import auth
+from faasflow.dashboard.sessions import Sessions
 from faasflow.dashboard.sources import Source, SourceError
+from faasflow.dashboard.throttle import LoginThrottle
 from faasflow.engine.records import PAUSED, RUNNING, STATUSES
 from faasflow.server.bodies import BodyTooLarge, read_body
 from faasflow.server.echo import echo, shorten
@@ -66,6 +68,8 @@ def create_app(
     credentials: auth.Credentials | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     allowed_hosts: Sequence[str] | None = None,
+    sessions: Sessions | None = None,
+    login_throttle: LoginThrottle | None = None,
 ) -> Starlette:
     """The dashboard over ``source``.
 
@@ -76,8 +80,15 @@ def create_app(
         allowed_hosts: answer only requests whose ``Host`` is one of these names (the
             CLI passes the loopback names when no credential is configured, so that a
             web page cannot reach the dashboard through a rebound DNS name).
+        sessions: the sign-in form's sessions; by default, with a token,
+            ``Sessions(token)``: 12 hours, signed by a secret of this process.
+        login_throttle: counts failed sign-ins per address; by default 5 within 5
+            minutes, then 429 until the first of them is 5 minutes old.
     """
     credentials = credentials or auth.Credentials()
+    if sessions is None and credentials.token is not None:
+        sessions = Sessions(credentials.token)
+    throttle = login_throttle or LoginThrottle()
     api = _API(source, max_body_size)
 
     @contextlib.asynccontextmanager
@@ -89,7 +100,10 @@ def create_app(
             await source.close()
 
     async def login(request: Request) -> Response:
-        return await auth.login(request, credentials)
+        return await auth.login(request, credentials, sessions, throttle)
+
+    async def logout(request: Request) -> Response:
+        return await auth.logout(request, sessions)
 
     async def info(request: Request) -> Response:
         methods = [name for name, on in (("token", credentials.token is not None),
@@ -100,7 +114,7 @@ def create_app(
         Route("/", _index, methods=["GET"]),
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
-        Route("/logout", auth.logout, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
         Route("/api/info", info, methods=["GET"]),
         Route("/api/flows", _guard(api.flows), methods=["GET"]),
         Route("/api/flows/{flow}", _guard(api.flow), methods=["GET"]),
@@ -113,7 +127,7 @@ def create_app(
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(auth.AuthMiddleware, credentials=credentials)
+    app.add_middleware(auth.AuthMiddleware, credentials=credentials, sessions=sessions)
     if allowed_hosts is not None:
         app.add_middleware(_HostCheck, allowed=tuple(allowed_hosts))
     app.add_middleware(_SecurityHeaders)
