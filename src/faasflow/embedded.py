@@ -37,7 +37,6 @@ from faasflow.engine.records import (
     dumps,
     loads,
     node_table,
-    owner_alive,
     with_starts,
 )
 from faasflow.errors import (
@@ -118,9 +117,12 @@ class Engine(AsyncResource):
         stall_after: seconds without progress after which a running request with no
             live node is failed; ``None`` never.
         sweep_interval: seconds between sweeps (see :meth:`sweep`); ``None`` never.
-        lease_ttl: seconds a running step's claim lasts unless renewed, where processes
-            on several hosts share the stores; ``None`` on one machine (claims are
-            checked by pid).
+        lease_ttl: seconds a running step's claim lasts unless its process renews it:
+            how soon a step whose process died is taken over (sooner when its pid, on
+            this host, proves the process gone).
+        store_patience: seconds a step whose function has run keeps trying to record
+            its result while the state store fails, before giving the step up (its
+            function then runs again).
         max_claims: times a step is taken over from a process that died running it
             before its request fails instead; ``None``, no limit.
     """
@@ -144,7 +146,8 @@ class Engine(AsyncResource):
         resend_after: float | None = 30.0,
         stall_after: float | None = 3600.0,
         sweep_interval: float | None = 60.0,
-        lease_ttl: float | None = None,
+        lease_ttl: float = 30.0,
+        store_patience: float = 60.0,
         max_claims: int | None = None,
     ) -> None:
         url = None
@@ -172,6 +175,7 @@ class Engine(AsyncResource):
                 default_timeout=default_timeout,
                 result_ttl=result_ttl,
                 lease_ttl=lease_ttl,
+                store_patience=store_patience,
                 max_claims=max_claims,
             ),
         )
@@ -195,6 +199,7 @@ class Engine(AsyncResource):
         try:
             await self.state.open()
             await self.data.open()
+            self.executor.claims.start()
             self.transport.on_undeliverable = self.executor.undeliverable
             with use_thread_pool(self._threads):
                 # Worker tasks copy this context, so their sync callables use our threads.
@@ -215,6 +220,8 @@ class Engine(AsyncResource):
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
         await self.transport.close()
+        # After the transport: hops cancelled while closing release their claims.
+        await self.executor.claims.stop()
         await self.registry.aclose()
         await self.state.close()
         await self.data.close()
@@ -536,9 +543,7 @@ class Engine(AsyncResource):
             if value is None:
                 continue
             node = loads(value)
-            if node["state"] == "running" and await self.executor.step_alive(
-                rid, key, node.get("owner", "")
-            ):
+            if node["state"] == "running" and await self.executor.step_alive(rid, key, node):
                 return True
         return False
 
@@ -551,8 +556,12 @@ class Engine(AsyncResource):
                 log.warning("sweep of flow %s failed: %s", self.flow_name, exc)
 
     async def recover(self) -> list[str]:
-        """Take over this flow's unfinished requests whose process died; resend their
-        pending hops. Returns the ids taken over."""
+        """Take over this flow's unfinished requests whose engine is gone; resend their
+        pending hops. Returns the ids taken over.
+
+        An engine is gone when its heartbeat has expired (it renews it every third of
+        ``lease_ttl``) or, on this host, its process has provably ended.
+        """
         await self.start()
         taken: list[str] = []
         prefix = keys.live_index(self.flow_name)
@@ -563,7 +572,9 @@ class Engine(AsyncResource):
                 await self.state.delete(key)
                 continue
             record = loads(raw)
-            if record["status"] not in (RUNNING, PAUSED) or owner_alive(record.get("owner", "")):
+            if record["status"] not in (RUNNING, PAUSED) or await self.executor.claims.engine_alive(
+                record.get("owner", "")
+            ):
                 continue
             record["owner"] = self.executor.owner
             if not await self.state.compare_and_set(keys.request(rid), raw, dumps(record)):

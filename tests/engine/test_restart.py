@@ -59,7 +59,9 @@ CHILD = textwrap.dedent(
     spec.loader.exec_module(flow)
 
     async def main():
-        async with faasflow.Engine(flow.define, flow_name="restart", state_store=sys.argv[2]) as e:
+        lease = float(sys.argv[3]) if len(sys.argv) > 3 else 30.0
+        async with faasflow.Engine(flow.define, flow_name="restart", state_store=sys.argv[2],
+                                   lease_ttl=lease) as e:
             await e.submit(b">", request_id="survivor")
             await asyncio.Event().wait()  # until killed
 
@@ -132,3 +134,54 @@ def test_killed_process_request_resumes_after_restart(tmp_path: Path) -> None:
     calls = (tmp_path / "calls.log").read_text().split()
     # Finished nodes did not run again; the interrupted one ran twice.
     assert sorted(calls) == sorted(["a", "b", "block", "block", "c"])
+
+
+def test_a_frozen_process_loses_its_request_and_step_when_its_leases_run_out(
+    tmp_path: Path, redis_url: str
+) -> None:
+    # A process stopped with SIGSTOP still has its pid (not a zombie, not reused): a pid
+    # is no proof of life. Its engine heartbeat and its step's lease run out, and another
+    # engine takes the request and the step over within about a lease.
+    flow_file = tmp_path / "flow.py"
+    flow_file.write_text(FLOW)
+    store = f"{redis_url}?namespace=frozen{os.getpid()}:"
+    lease = 1.0
+    env = {**os.environ, "FLOW_WORK": str(tmp_path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(flow_file), store, str(lease)],
+        env=env, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(tmp_path / "entered", child)
+        time.sleep(lease)  # long enough for the step's lease key to be written too
+        child.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        (tmp_path / "release").touch()
+        os.environ["FLOW_WORK"] = str(tmp_path)
+        try:
+            taken_after = asyncio.run(_take_over_frozen(load(flow_file), store, lease, frozen))
+        finally:
+            del os.environ["FLOW_WORK"]
+    finally:
+        child.kill()
+        child.wait()
+        if child.stderr is not None:
+            child.stderr.close()
+    assert taken_after <= lease + 2, f"taken over {taken_after:.1f}s after the freeze"
+    assert (tmp_path / "calls.log").read_text().split().count("block") == 2
+
+
+async def _take_over_frozen(module: ModuleType, store: str, lease: float, frozen: float) -> float:
+    """Recover the frozen process's request as soon as its engine counts as gone; the
+    seconds from the freeze until then."""
+    async with faasflow.Engine(module.define, flow_name="restart", state_store=store,
+                               lease_ttl=lease) as e:
+        while not await e.recover():
+            assert time.monotonic() - frozen < 30, "never taken over"
+            await asyncio.sleep(0.05)
+        taken = time.monotonic() - frozen
+        assert await e.wait("survivor", timeout=30) == b">ab+>ablockc"
+        history = await e.history("survivor")
+        block = [h for h in history if h["node"] == "block" and h["event"] == "finished"]
+        assert block[0]["attempt"] == 2
+        return taken

@@ -48,11 +48,85 @@ async def test_a_transient_store_failure_is_retried() -> None:
 async def test_a_lasting_store_failure_fails_the_request_clearly() -> None:
     state = BrokenCommits(failures=10**6)
     transport = InProcessTransport(max_redeliveries=2, redelivery_delay=0.01)
+    # A step whose function ran keeps trying to record it for store_patience seconds.
     async with faasflow.Engine(chain, state_store=state, data_store=MemoryDataStore(),
-                               transport=transport) as engine:
+                               transport=transport, store_patience=0.3) as engine:
         with pytest.raises(RequestFailedError, match="state store unreachable") as failed:
             await engine.run(b">", timeout=10)
         assert failed.value.node == "a"
         info = await engine.info((await engine.requests())[0])
     assert info.status == "failed"
     assert info.failure is not None and info.failure.node == "a"
+
+
+class LostReplies(MemoryStateStore):
+    """A state store whose first ``failures`` conditional writes of node records (the
+    claims and the commits that record a node as done) land but answer with an error,
+    as when a reply is lost on its way back."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def _lose(self, keys: list[str]) -> None:
+        if self.failures > 0 and any("/n/" in key for key in keys):
+            self.failures -= 1
+            raise StoreError("connection lost before the reply")
+
+    async def commit(
+        self, writes: Sequence[WriteOp], *, require: Mapping[str, bytes | None] | None = None
+    ) -> bool:
+        done = await super().commit(writes, require=require)
+        self._lose(list(require or {}))
+        return done
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
+    ) -> bool:
+        done = await super().compare_and_set(key, expected, new, ttl=ttl)
+        self._lose([key])
+        return done
+
+
+def counted_chain(calls: list[str]) -> faasflow.engine.definition.Define:
+    def define(flow: Workflow, context: Context) -> None:
+        def step(name: str):  # type: ignore[no-untyped-def]
+            def run(data: bytes) -> bytes:
+                calls.append(name)
+                return data + name.encode()
+
+            return run
+
+        dag = flow.dag()
+        dag.node("a").modify(step("a"))
+        dag.node("b").modify(step("b"))
+        dag.edge("a", "b")
+
+    return define
+
+
+async def test_a_result_that_cannot_be_recorded_for_a_while_is_kept_not_recomputed() -> None:
+    # The store refuses the commits that record "a" as done for a while (shorter than
+    # the lease): the step keeps its result and tries again; "a" runs once.
+    calls: list[str] = []
+    state = BrokenCommits(failures=4)
+    async with faasflow.Engine(counted_chain(calls), state_store=state,
+                               data_store=MemoryDataStore()) as engine:
+        assert await engine.run(b">", timeout=10) == b">ab"
+    assert calls == ["a", "b"]
+
+
+async def test_writes_whose_replies_were_lost_count_as_done_once() -> None:
+    # Every first write of a step lands but answers with an error: the engine reads
+    # back what it wrote instead of repeating it; each function runs once, and the
+    # history has each node finished once.
+    calls: list[str] = []
+    state = LostReplies(failures=10)
+    async with faasflow.Engine(counted_chain(calls), state_store=state,
+                               data_store=MemoryDataStore()) as engine:
+        rid = await engine.submit(b">")
+        assert await engine.wait(rid, timeout=10) == b">ab"
+        history = await engine.history(rid)
+    assert calls == ["a", "b"]
+    finished = [e["node"] for e in history if e["event"] == "finished"]
+    assert finished == ["a", "b"]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -31,47 +29,12 @@ from servers import free_port
 from servers.nats import nats_server
 from servers.redis import redis_server
 
-from .support import process_env, until
-
-FLOWS = Path(__file__).parent / "flows"
-FANOUT = FLOWS / "fanout.py"
-_names = itertools.count()
+from .support import FLOWS, WorkerProcess, executions, until
 
 sys.path.insert(0, str(FLOWS))
-import fanout  # noqa: E402
+import fanout
 
-
-class WorkerProcess:
-    """One ``faasflow worker`` process (its own "host")."""
-
-    def __init__(self, flow: str, nats: str, state: str, tmp: Path, *extra: str) -> None:
-        self.host = f"host-{next(_names)}"
-        self.stderr = tmp / f"{self.host}.log"
-        env = process_env(self.host)
-        with self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "faasflow", "worker", str(FANOUT), "--name", flow,
-                 "--nats", nats, "--state", state, "--ack-wait", "1", "--concurrency", "8",
-                 *extra],
-                stdout=subprocess.DEVNULL, stderr=err, env=env,
-            )
-
-    async def ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while b"ready" not in self.stderr.read_bytes():
-            assert self.process.poll() is None, self.stderr.read_text()
-            assert time.monotonic() < deadline, "worker not ready in time"
-            await asyncio.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.process.wait(30)
+_names = itertools.count()
 
 
 @pytest.fixture
@@ -91,11 +54,6 @@ def setup(tmp_path: Path, nats_url: str, redis_url: str) -> Iterator[dict[str, A
            "state": f"{redis_url}?namespace={flow}:", "tmp": tmp_path}
     for worker in workers:
         worker.kill()
-
-
-def executions(log: Path) -> list[tuple[str, int]]:
-    lines = log.read_text().split() if log.exists() else []
-    return [(lines[i], int(lines[i + 1])) for i in range(0, len(lines), 2)]
 
 
 async def test_a_worker_killed_mid_node_leaves_the_request_to_another(

@@ -22,13 +22,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from faasflow import tracing
+from faasflow import _failpoints, tracing
 from faasflow.callables import call_user
 from faasflow.dsl.spec import NodeSpec
 from faasflow.engine import keys
+from faasflow.engine.claims import Claim, Claims
 from faasflow.engine.context import current_node
 from faasflow.engine.definition import Define
 from faasflow.engine.hops import Hop
@@ -51,8 +52,6 @@ from faasflow.engine.records import (
     dumps,
     loads,
     new_token,
-    owner_alive,
-    owner_is_local,
     request_record,
 )
 from faasflow.errors import (
@@ -67,13 +66,28 @@ from faasflow.transports.base import Transport
 
 log = logging.getLogger("faasflow.engine")
 
-class _Abandoned(Exception):
-    """A step's claim may not be taken over: it was started too often and never ended."""
+@dataclass(frozen=True)
+class _Done:
+    """The step had finished: its done record."""
 
-    def __init__(self, record: bytes | None, attempts: int) -> None:
-        super().__init__(attempts)
-        self.record = record
-        self.attempts = attempts
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Busy:
+    """Another live process runs the step."""
+
+
+@dataclass(frozen=True)
+class _Abandoned:
+    """Every process that took the step died in it: it may be what kills them."""
+
+    raw: bytes
+    deaths: int
+
+
+ClaimResult = Claim | _Done | _Busy | _Abandoned
+"""What :meth:`Executor._claim` found: this execution's claim, or why there is none."""
 
 
 Seen = dict[str, bytes | None]
@@ -99,15 +113,18 @@ class Executor(Lifecycle):
         )
         self.transport = transport
         self.caller = caller
-        self._inflight: dict[str, bytes] = {}
-        """Record keys of the steps this engine is running now, each with its claim."""
+        self.claims = Claims(state, self.owner, self.settings.lease_ttl, self._send_again)
+        """The steps this engine runs now, their leases and the engine's heartbeat."""
         self.call_listeners: list[Callable[[CallEvent], None]] = []
         """Called with every function-call attempt this engine makes."""
 
     @property
     def running_steps(self) -> int:
         """How many steps (nodes, expansions, aggregations) this engine is running now."""
-        return len(self._inflight)
+        return len(self.claims)
+
+    async def _send_again(self, hop: Hop) -> None:
+        await self.transport.send(hop)
 
     async def _observe_call(self, rid: str, event: CallEvent) -> None:
         for listener in self.call_listeners:
@@ -229,81 +246,69 @@ class Executor(Lifecycle):
         # A resume may have swept the held hops just before this one was added.
         return raw is not None and loads(raw)["status"] == RUNNING and await self.hops.unhold(hop)
 
-    async def _claim(
-        self, key: str, hop: Hop, seen: Seen
-    ) -> tuple[dict[str, Any] | None, bytes | None]:
+    async def _claim(self, key: str, hop: Hop, seen: Seen) -> ClaimResult:
         """Claim the record at ``key`` for this execution of ``hop``; ``seen`` may hold
         the record as read when the hop arrived.
 
-        Returns ``(done_record, None)`` when the step already finished,
-        ``(None, claimed_raw)`` when this process now runs it, ``(None, None)`` when
-        another live process runs it. With leases on, the claim and its lease are
-        written together, so no other process ever sees a claim without its lease.
+        The claim and its lease are written together, so no other process ever sees a
+        claim without its lease. A step left running by a process that is gone (its
+        lease expired, or its pid proves it dead) is taken over as the next attempt;
+        one released by a process that gave it up, too, without counting as a death.
         """
         rid = hop.request_id
         raw = seen[key] if key in seen else await self.state.get(key)
         previous = loads(raw) if raw is not None else None
+        deaths = 0
         if previous is not None:
             if previous["state"] == "done":
-                return previous, None
-            if previous["state"] == "running" and await self.step_alive(
-                rid, key, previous["owner"]
-            ):
-                log.info("hop %s is running elsewhere: duplicate ignored", hop.id)
-                return None, None
-            limit = self.settings.max_claims
-            if previous["state"] == "running" and limit and previous["attempt"] >= limit:
-                # Every process that took this step died in it: it may be what kills them.
-                raise _Abandoned(raw, previous["attempt"])
+                return _Done(previous)
+            deaths = previous.get("deaths", 0)
+            if previous["state"] == "running" and not previous.get("released"):
+                if await self.claims.alive(rid, key, previous):
+                    log.info("hop %s is running elsewhere: duplicate ignored", hop.id)
+                    return _Busy()
+                deaths += 1
+                limit = self.settings.max_claims
+                if limit and deaths >= limit:
+                    assert raw is not None
+                    return _Abandoned(raw, deaths)
+        if _failpoints.FOLDER:
+            await _failpoints.reach("claim", hop.path, hop.json)
         attempt = (previous or {}).get("attempt", 0) + 1
-        claimed = dumps(
-            {"state": "running", "attempt": attempt, "started": time.time(), "owner": self.owner}
-        )
-        # Marked as ours before the write lands: a duplicate of this hop that reads the
-        # claim meanwhile must find it running, not abandoned.
-        self._inflight.setdefault(key, claimed)
+        # Built right before it is written: its first lease counts from now.
+        claim = Claim(rid, key, dumps(self.claims.record(attempt, deaths)), hop)
+        self.claims.hold(claim)
         # The start is on record in the claim (and later in the end's history entry):
         # a history entry of its own would be one more write per node.
-        lease_ttl = self.settings.lease_ttl
         try:
-            if lease_ttl is None:
-                won = await self.state.compare_and_set(key, raw, claimed)
-            else:
-                lease = Put(keys.lease(rid, key), self.owner.encode(), ttl=lease_ttl)
-                won = await self.state.commit([Put(key, claimed), lease], require={key: raw})
+            try:
+                won = await self.state.compare_and_set(key, raw, claim.raw)
+            except StoreError:
+                if not await self._landed(key, claim.raw):
+                    raise
+                won = True
         except BaseException:
-            self._release(key, claimed)
+            self.claims.drop(claim)
             raise
         if not won:
-            self._release(key, claimed)
-            return None, None
-        self._inflight[key] = claimed
+            self.claims.drop(claim)
+            return _Busy()
         if self.listeners:
             self._notify(rid, self._history_entry("node", hop.path, "started", attempt=attempt))
-        return None, claimed
+        return claim
 
-    def _release(self, key: str, claimed: bytes) -> None:
-        """Forget that this engine runs the step at ``key``, if ``claimed`` is its claim."""
-        if self._inflight.get(key) is claimed:
-            del self._inflight[key]
+    async def _landed(self, key: str, written: bytes) -> bool:
+        """After a store error on a conditional write of ``written`` at ``key``: whether
+        it landed after all (the error may have lost only the reply). A write is never
+        repeated blindly; its own unique value found in place counts as done."""
+        try:
+            return await self.state.get(key) == written
+        except StoreError:
+            return False
 
-    async def step_alive(self, rid: str, key: str, owner: str) -> bool:
-        """Whether the step at ``key``, claimed by ``owner``, is still being run."""
-        if owner == self.owner:
-            return key in self._inflight
-        if owner_is_local(owner) or self.settings.lease_ttl is None:
-            return owner_alive(owner)
-        return await self.state.get(keys.lease(rid, key)) == owner.encode()
-
-    async def _renew_lease(self, rid: str, key: str, ttl: float) -> None:
-        """Keep this process's lease on a running step alive until cancelled."""
-        lease = keys.lease(rid, key)
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                await self.state.expire(lease, ttl)
-            except StoreError as exc:  # the next renewal may get through
-                log.warning("could not renew the lease of %s: %s", key, exc)
+    async def step_alive(self, rid: str, key: str, record: dict[str, Any]) -> bool:
+        """Whether the step at ``key``, whose record says it is running, still is."""
+        return await self.claims.alive(rid, key, record)
 
     async def _step(
         self,
@@ -317,62 +322,58 @@ class Executor(Lifecycle):
     ) -> None:
         """Claim the record at ``key``, run ``work`` (which returns the done record) unless
         the step already finished, then settle: what every kind of hop shares."""
-        try:
-            done, claimed = await self._claim(key, hop, seen)
-        except _Abandoned as given_up:
+        claim = await self._claim(key, hop, seen)
+        if isinstance(claim, _Busy):
+            return
+        if isinstance(claim, _Abandoned):
             error = NodeError(
-                f"the step was started {given_up.attempts} times and never finished "
+                f"the step was started {claim.deaths} times and never finished "
                 "(the process running it died each time)",
                 node=hop.path,
-                attempt=given_up.attempts,
+                attempt=claim.deaths,
             )
-            await self._fail(live, hop, key, given_up.record, error)
+            await self._fail(live, hop, key, claim.raw, error)
             return
-        if done is None and claimed is None:
+        if isinstance(claim, _Done):
+            await self._settle(live, hop, key, None, claim.record, event, plan)
             return
+        finished = False
         try:
-            if done is None:
-                assert claimed is not None
-                done = await self._work(live, hop, key, claimed, work)
-                if done is None:
-                    return
-            await self._settle(live, hop, key, claimed, done, event, plan)
+            done = await self._work(live, hop, key, claim, work)
+            if done is not None:
+                await self._settle(live, hop, key, claim, done, event, plan)
+            finished = True
         finally:
-            if claimed is not None:
-                # This execution no longer runs the step: a redelivery may claim it.
-                # Only the execution that claimed it says so; a duplicate that found it
-                # running must not.
-                self._release(key, claimed)
+            if finished:
+                self.claims.drop(claim)
+            else:
+                # Given up (a store that stayed away, a cancellation, a shutdown): the
+                # next delivery may take the step at once.
+                await self.claims.give_up(claim)
 
     async def _work(
         self,
         live: LiveRequest,
         hop: Hop,
         key: str,
-        claimed: bytes,
+        claim: Claim,
         work: Callable[[bytes], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any] | None:
         """Run the claimed step; its done record, or ``None`` when it failed (recorded)."""
-        attempt = loads(claimed)["attempt"]
+        attempt = loads(claim.raw)["attempt"]
         tracing.annotate(attempt=attempt)
         token = current_node.set(hop.path)
-        lease_ttl = self.settings.lease_ttl
-        renewal = (
-            None
-            if lease_ttl is None
-            else asyncio.create_task(self._renew_lease(hop.request_id, key, lease_ttl))
-        )
         try:
-            return await work(claimed)
+            if _failpoints.FOLDER:
+                await _failpoints.reach("call", hop.path, hop.json)
+            return await work(claim.raw)
         except NodeError as exc:
             exc.attempt = max(exc.attempt, attempt)
             tracing.mark_failed(exc)
-            await self._fail(live, hop, key, claimed, exc)
+            await self._fail(live, hop, key, claim.raw, exc)
             return None
         finally:
             current_node.reset(token)
-            if renewal is not None:
-                renewal.cancel()
 
     async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
@@ -456,7 +457,7 @@ class Executor(Lifecycle):
         live: LiveRequest,
         hop: Hop,
         key: str,
-        claimed: bytes | None,
+        claim: Claim | None,
         done: dict[str, Any],
         event: str,
         plan: Callable[[dict[str, Any]], list[Action]],
@@ -467,39 +468,66 @@ class Executor(Lifecycle):
         record, the history entry, the successors' pending records and the removal of
         this hop's pending record are one atomic commit. Joins need the done record
         durable first (their members name its refs), so then it is written on its own.
+        Without ``claim`` the step had finished before: only announce again.
         """
         rid = hop.request_id
-        if claimed is not None:
+        if claim is not None:
             entry = self._history_entry("node", hop.path, event, record=done)
             actions = plan(done)
             own = Delete(keys.pending(rid, f"{hop.kind}:{hop.path}"))
+            done_raw = dumps(done)
+            writes: list[WriteOp] = [Put(key, done_raw), Append(keys.history(rid), dumps(entry))]
+            if _failpoints.FOLDER:
+                await _failpoints.reach("settle", hop.path, hop.json)
             if all(isinstance(a, Send) for a in actions):
                 sends = [a.hop for a in actions if isinstance(a, Send)]
-                writes: list[WriteOp] = [
-                    Put(key, dumps(done)),
-                    Append(keys.history(rid), dumps(entry)),
-                ]
                 writes += [self.hops.pending_op(s) for s in sends]
-                if await self.state.commit([*writes, own], require={key: claimed}):
+                if await self._record_done([*writes, own], claim, done_raw):
                     self._notify(rid, entry)
+                    if _failpoints.FOLDER:
+                        await _failpoints.reach("announce", hop.path, hop.json)
                     for sent in sends:
                         await self.transport.send(sent)
                     return
-            elif await self.state.commit(
-                [Put(key, dumps(done)), Append(keys.history(rid), dumps(entry))],
-                require={key: claimed},
-            ):
+            elif await self._record_done(writes, claim, done_raw):
                 self._notify(rid, entry)
+                if _failpoints.FOLDER:
+                    await _failpoints.reach("announce", hop.path, hop.json)
                 await self._carry_out(live, actions)
                 await self.state.commit([own])
                 return
-            # Another execution of this step finished first: go on from its record.
+            # Another execution took the step over (this one was taken for dead) and
+            # may have finished it: go on from its record, or leave the step to it.
             raw = await self.state.get(key)
             if raw is None or loads(raw)["state"] != "done":
-                raise StoreError(f"record {key!r} changed under a running node")
+                log.warning("hop %s lost its claim to another process, which runs it", hop.id)
+                return
             done = loads(raw)
         await self._carry_out(live, plan(done))
         await self.hops.clear_pending(hop)
+
+    async def _record_done(self, writes: list[WriteOp], claim: Claim, done_raw: bytes) -> bool:
+        """Commit the writes that record ``claim``'s step as done; whether they landed
+        (not: the record is no longer this claim).
+
+        The function has run and its output is stored: rather than give the step up
+        (and run the function again elsewhere), a store that fails is tried again for
+        ``settings.store_patience`` seconds. The claim holds meanwhile: the transport
+        keeps the hop as running, and the lease is renewed once the store is back.
+        """
+        deadline = time.monotonic() + self.settings.store_patience
+        delay = 0.05
+        while True:
+            try:
+                return await self.state.commit(writes, require={claim.key: claim.raw})
+            except StoreError as exc:
+                if await self._landed(claim.key, done_raw):
+                    return True
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("could not record %s as done (%s); trying again", claim.key, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def _run_expand(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path

@@ -34,6 +34,12 @@ def lease(rid: str, record_key: str) -> str:
     return f"r/{rid}/l/{record_key[len(request_prefix(rid)):]}"
 
 
+def engine_alive(owner: str) -> str:
+    """An engine's heartbeat: present while the engine named ``owner`` is running (it
+    renews it; it expires when the process dies or loses the store)."""
+    return f"alive:{owner}"
+
+
 def join_set(rid: str, path: str) -> str:
     """The parents that have reached the node at ``path``."""
     return f"r/{rid}/j/{path}"

@@ -68,12 +68,13 @@ class Settings:
     max_claims: int | None = None
     """Times a step may be taken over from a process that died running it before the
     request fails instead (a node that kills its process); ``None``: no limit."""
-    lease_ttl: float | None = None
-    """Seconds a claim on a running step stays valid unless its process renews it.
-
-    Needed where processes on other hosts share the stores (workers, replicas): a claim
-    of a process on this host is checked by its pid, one from another host only by its
-    lease. ``None`` (one machine) takes claims from other hosts as alive."""
+    lease_ttl: float = 30.0
+    """Seconds a claim on a running step stays valid unless its process renews it: how
+    soon another process takes over a step whose process died without a trace (a pid
+    that is gone proves it sooner)."""
+    store_patience: float = 60.0
+    """Seconds a step whose function has run keeps trying to record its result while
+    the state store fails, before it gives the step up (and the function runs again)."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,7 @@ class Lifecycle:
         previous = loads(claimed) if claimed else {"attempt": 1}
         failed = {**previous, "state": "failed", "finished": time.time(), "error": str(error)}
         failed.pop("owner", None)
+        failed.pop("released", None)
         await self.state.compare_and_set(key, claimed, dumps(failed))
         # The request's status first: if the store fails after it, the request is still
         # on record as failed, and redrive resends a hop left pending instead of held.

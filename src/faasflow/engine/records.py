@@ -8,6 +8,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -40,41 +41,71 @@ def new_token() -> str:
     return f"{_BOOT}{next(_TOKENS):x}"
 
 
+def _process_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start time)`` of process ``pid`` from ``/proc`` (Linux), ``None`` when
+    there is no such process; raises ``OSError`` where ``/proc`` cannot tell."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None
+        raise
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _own_start() -> int:
+    try:
+        stat = _process_stat(os.getpid())
+    except (OSError, ValueError, IndexError):
+        return 0
+    return stat[1] if stat else 0
+
+
+_START = _own_start()
+"""This process's start time (clock ticks since boot; 0 where ``/proc`` is missing): with
+the pid it names this process, where a pid alone may later name another."""
 _ENGINES = itertools.count(1)
 
 
 def process_owner() -> str:
-    """``host:pid:boot.N``, unique to each engine of this process: who claims a node or a
-    request. Two engines in one process are told apart, so neither takes the other's
-    running step for its own finished one."""
-    return f"{_HOST}:{os.getpid()}:{_BOOT}.{next(_ENGINES)}"
+    """``host:pid:start:boot.N``, unique to each engine of this process: who claims a
+    node or a request. Two engines in one process are told apart, so neither takes the
+    other's running step for its own finished one."""
+    return f"{_HOST}:{os.getpid()}:{_START}:{_BOOT}.{next(_ENGINES)}"
 
 
-def owner_is_local(owner: str) -> bool:
-    """Whether ``owner`` runs on this host, where its pid can be checked."""
-    return owner.partition(":")[0] == _HOST
+def owner_dead(owner: str) -> bool:
+    """Whether the process named ``owner`` has provably ended.
 
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process named ``owner`` may still be running.
-
-    Processes on this host are checked; one on another host is assumed alive (claims
-    across machines expire by lease instead).
+    Only a process on this host can be checked, and only death can be proven: its pid is
+    gone, is a zombie nobody reaped yet, or names a process started at another time (the
+    pid was reused). ``False`` means "not known to be dead", never "alive": whether a
+    claim still holds is decided by its lease.
     """
-    host, _, rest = owner.partition(":")
-    pid_text, _, boot = rest.partition(":")
-    if host != _HOST or not pid_text.isdigit():
-        return host != _HOST
+    parts = owner.rsplit(":", 3)
+    if len(parts) != 4 or parts[0] != _HOST or not parts[1].isdigit():
+        return False
+    _, pid_text, start_text, boot = parts
     pid = int(pid_text)
     if pid == os.getpid():
-        return boot.partition(".")[0] == _BOOT
+        return boot.partition(".")[0] != _BOOT
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = _process_stat(pid)
+    except (OSError, ValueError, IndexError):
+        # No /proc here: the pid can still be proven gone, not proven to be ours.
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
         return False
-    except PermissionError:
+    if stat is None:
         return True
-    return True
+    state, start = stat
+    return state in ("Z", "X") or (start_text.isdigit() and int(start_text) not in (0, start))
 
 
 @dataclass(frozen=True)
@@ -160,7 +191,9 @@ NODE_STATES = {
 }
 """The node state each history event leaves behind (``retried`` leaves it running)."""
 
-_NOT_DETAILS = frozenset({"kind", "node", "event", "t", "owner", "ref", "fwd"})
+_NOT_DETAILS = frozenset(
+    {"kind", "node", "event", "t", "owner", "ref", "fwd", "released", "deaths", "until"}
+)
 
 
 _ENDS = frozenset({"finished", "expanded", "failed"})

@@ -42,6 +42,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
+from faasflow import _failpoints
 from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError, TransportError
 from faasflow.transports.base import HopHandler, Transport, cancel_and_wait
@@ -307,6 +308,8 @@ class NatsTransport(Transport):
                 log.warning("hop %s failed (%s); redelivering", hop.id, exc)
                 await msg.nak(delay=delay)
                 return
+            if _failpoints.FOLDER:
+                await _failpoints.reach("ack", hop.path, hop.json)
             await msg.ack()
         except (TimeoutError, NatsError) as exc:
             # The ack did not reach the server: the hop comes back, and running it again
