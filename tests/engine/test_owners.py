@@ -15,7 +15,7 @@ import pytest
 from faasflow.engine.records import owner_dead, process_owner
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from workers.support import start_at_pid  # noqa: E402
+from workers.support import start_at_pid
 
 OWNER_OF_CHILD = (
     "from faasflow.engine.records import process_owner; import sys, time; "

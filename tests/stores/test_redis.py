@@ -182,7 +182,7 @@ async def test_a_write_that_timed_out_is_not_sent_again(redis_url: str) -> None:
             await store.set("warm", b"")  # one pooled connection, as in a running engine
             blocker = asyncio.create_task(busy.eval(_BUSY, 0, 300))
             await asyncio.sleep(0.05)
-            with pytest.raises(StoreError, match="no reply within 0.1s"):
+            with pytest.raises(StoreError, match=r"no reply within 0\.1s"):
                 await store.increment("counter")
             await blocker
         async with RedisStateStore(redis_url, namespace=namespace) as store:
