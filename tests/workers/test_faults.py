@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -43,9 +45,12 @@ def setup(tmp_path: Path, nats_url: str, redis_url: str) -> Iterator[dict[str, A
     flow = f"faults{next(_names)}"
     workers: list[WorkerProcess] = []
 
-    def start(*extra: str, nats: str = nats_url, state: str = "") -> WorkerProcess:
+    def start(
+        *extra: str, nats: str = nats_url, state: str = "", same_host: bool = False
+    ) -> WorkerProcess:
         worker = WorkerProcess(
-            flow, nats, state or f"{redis_url}?namespace={flow}:", tmp_path, *extra
+            flow, nats, state or f"{redis_url}?namespace={flow}:", tmp_path, *extra,
+            same_host=same_host,
         )
         workers.append(worker)
         return worker
@@ -211,3 +216,103 @@ async def test_a_stopped_worker_finishes_its_running_nodes(setup: dict[str, Any]
         out = await client.wait(rid, timeout=60, poll=0.05)
     assert out == fanout.expected(b"s")
     assert Counter(name for name, _ in executions(log))["b1"] == 1
+
+
+async def _ends(client: Client, rids: list[str], timeout: float) -> dict[str, tuple[str, float]]:
+    """Each request's final status and when it ended (wall clock, from its history),
+    asking again while the store is away."""
+    ends: dict[str, tuple[str, float]] = {}
+    deadline = time.monotonic() + timeout
+    while len(ends) < len(rids):
+        assert time.monotonic() < deadline, f"{len(rids) - len(ends)} requests still running"
+        for rid in rids:
+            if rid in ends:
+                continue
+            try:
+                status = (await client.info(rid)).status
+                if status not in ("running", "paused"):
+                    history = await client.history(rid)
+                    ends[rid] = status, max(e["t"] for e in history if e["kind"] == "request")
+            except StoreError:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
+    return ends
+
+
+def _zombie(pid: int) -> bool:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2] == "Z"
+
+
+ACK_WAIT, LEASE = 2.0, 1.0  # a worker's lease is half its ack_wait
+BOUND = ACK_WAIT + LEASE + 5
+
+
+async def test_workers_killed_and_left_unreaped_hold_no_request(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    # Three workers on this host, 30 fan-out requests of 50 ms nodes; two workers are
+    # SIGKILLed mid-flight and not reaped (zombies whose pids still exist). Every
+    # request finishes on the third within ack_wait + lease + 5 s of the kill.
+    workers = [setup["start"]("--ack-wait", str(ACK_WAIT), same_host=True) for _ in range(3)]
+    for worker in workers:
+        await worker.ready()
+    log = tmp_path / "log"
+    async with Client(fanout.define, flow_name=setup["flow"], nats=setup["nats"],
+                      state_store=setup["state"]) as client:
+        rids = [await client.submit(f"k{i}".encode(),
+                                    query=urlencode({"log": log, "pause": 0.05}))
+                for i in range(30)]
+        await until(lambda: len(executions(log)) >= 40)
+        victims = workers[:2]
+        for victim in victims:
+            os.kill(victim.process.pid, signal.SIGKILL)  # nobody waits for them yet
+        killed = time.time()
+        ends = await _ends(client, rids, timeout=BOUND + 60)
+        for i, rid in enumerate(rids):
+            assert await client.result(rid) == fanout.expected(f"k{i}".encode())
+    assert all(_zombie(v.process.pid) for v in victims), "the killed workers were reaped"
+    assert {status for status, _ in ends.values()} == {SUCCEEDED}
+    late = max(ended for _, ended in ends.values()) - killed
+    assert late <= BOUND, f"the last request ended {late:.1f}s after the kill (bound {BOUND}s)"
+    # Only nodes running in a killed worker ran again; the join of each request once.
+    assert Counter(name for name, _ in executions(log))["join"] == 30
+
+
+async def test_a_store_outage_with_four_workers_delays_requests_within_the_bound(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    # Four workers, 20 fan-out requests of 50 ms nodes; Redis is stopped for 3 s while
+    # nodes run and commit. Every request finishes within ack_wait + lease + 5 s of
+    # Redis coming back, and every node of every request ran exactly once: a step whose
+    # function ran keeps its result until the store takes it.
+    port = free_port()
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    log = tmp_path / "log"
+    with redis_server(folder, port, persist=True) as url:
+        state = f"{url}?namespace=o:"
+        workers = [setup["start"]("--ack-wait", str(ACK_WAIT), state=state) for _ in range(4)]
+        for worker in workers:
+            await worker.ready()
+        client = Client(fanout.define, flow_name=setup["flow"], nats=setup["nats"],
+                        state_store=state)
+        await client.start()
+        rids = [await client.submit(f"o{i}".encode(),
+                                    query=urlencode({"log": log, "pause": 0.05}))
+                for i in range(20)]
+        await until(lambda: len(executions(log)) >= 30)
+    try:
+        await asyncio.sleep(3)
+        with redis_server(folder, port, persist=True):
+            back = time.time()
+            ends = await _ends(client, rids, timeout=BOUND + 60)
+            results = [await client.result(rid) for rid in rids]
+    finally:
+        await client.close()
+    assert {status for status, _ in ends.values()} == {SUCCEEDED}
+    assert results == [fanout.expected(f"o{i}".encode()) for i in range(20)]
+    late = max(ended for _, ended in ends.values()) - back
+    assert late <= BOUND, f"the last request ended {late:.1f}s after Redis came back"
+    runs = Counter(name for name, _ in executions(log))
+    assert runs == {name: 20 for name in ["start", *fanout.BRANCHES, "join"]}

@@ -3,7 +3,7 @@
 Every node appends ``node pid`` to the file named by the query's ``log``, so a test can
 count executions across processes. ``b1`` writes its pid to ``marker`` and waits until
 the file ``gate`` exists (when the query names them); with ``die=b2``, ``b2`` kills its
-own process instead, every time it runs.
+own process instead, every time it runs; with ``pause=S``, every node takes S seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def define(flow: Workflow, context: Context) -> None:
                     log.write(f"{name} {os.getpid()}\n")
             if name == query.get("die"):
                 os._exit(3)
+            if "pause" in query:
+                time.sleep(float(query["pause"]))
             if name == "b1" and "gate" in query:
                 Path(query["marker"]).write_text(str(os.getpid()))
                 while not Path(query["gate"]).exists():
