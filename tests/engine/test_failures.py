@@ -232,10 +232,10 @@ async def test_a_finished_request_leaves_only_record_history_and_result(
         dag.edge("a", "F")
 
     engine = make_engine(define, flow_name="clean")
-    await engine.run(b"x", request_id="c-1")
+    await engine.run(b"x" * 4096, request_id="c-1")  # an input large enough to be stored
     assert await engine.state.keys(keys.request_prefix("c-1")) == []
     assert await engine.state.keys(keys.pending("c-1")) == []
-    assert await engine.data.get(keys.request_input("c-1")) is None
+    assert await engine.data.delete_prefix(keys.data_prefix("c-1")) == 0  # nothing left
     assert await engine.data.get(keys.context_value("c-1", "k")) is None
     assert await engine.state.keys(keys.live_index("clean")) == []
     assert await engine.result("c-1") == b"ok"
@@ -343,11 +343,11 @@ async def test_failed_requests_are_retired_after_failed_ttl(make_engine: MakeEng
 
     engine = make_engine(define, failed_ttl=0.0, sweep_interval=None, flow_name="retire")
     with pytest.raises(RequestFailedError, match="ZeroDivisionError"):
-        await engine.run(b"x", request_id="old-1")
+        await engine.run(b"x" * 4096, request_id="old-1")
     assert await engine.state.keys(keys.request_prefix("old-1")) != []
     assert await engine.sweep() == {"resent": [], "stalled": [], "retired": ["old-1"]}
     assert await engine.state.keys(keys.request_prefix("old-1")) == []
-    assert await engine.data.get(keys.request_input("old-1")) is None
+    assert await engine.data.delete_prefix(keys.data_prefix("old-1")) == 0
     info = await engine.info("old-1")
     assert info.status == "failed" and info.failure is not None
     with pytest.raises(RequestStateError, match="intermediate state was dropped"):

@@ -14,7 +14,8 @@ from faasflow.transports.inprocess import InProcessTransport
 
 
 class BrokenCommits(MemoryStateStore):
-    """A state store whose ``commit`` fails ``failures`` times (then works)."""
+    """A state store whose commits of node records fail ``failures`` times (then work):
+    the request is created, its nodes cannot record their ends."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
@@ -23,7 +24,7 @@ class BrokenCommits(MemoryStateStore):
     async def commit(
         self, writes: Sequence[WriteOp], *, require: Mapping[str, bytes | None] | None = None
     ) -> bool:
-        if self.failures > 0:
+        if self.failures > 0 and any("/n/" in key for key in require or {}):
             self.failures -= 1
             raise StoreError("state store unreachable")
         return await super().commit(writes, require=require)
@@ -130,3 +131,53 @@ async def test_writes_whose_replies_were_lost_count_as_done_once() -> None:
     assert calls == ["a", "b"]
     finished = [e["node"] for e in history if e["event"] == "finished"]
     assert finished == ["a", "b"]
+
+
+class FailingSubmissions(MemoryStateStore):
+    """A state store whose commits that create requests fail; with ``land``, after
+    they were applied (the reply is what got lost)."""
+
+    def __init__(self, *, land: bool) -> None:
+        super().__init__()
+        self.land = land
+        self.failed = 0
+
+    async def commit(
+        self, writes: Sequence[WriteOp], *, require: Mapping[str, bytes | None] | None = None
+    ) -> bool:
+        creates = any(value is None and key.count("/") == 1 for key, value in
+                      (require or {}).items())
+        if creates and not self.failed:
+            self.failed += 1
+            if self.land:
+                await super().commit(writes, require=require)
+            raise StoreError("connection lost")
+        return await super().commit(writes, require=require)
+
+
+async def test_a_refused_submission_leaves_nothing_behind() -> None:
+    calls: list[str] = []
+    state = FailingSubmissions(land=False)
+    async with faasflow.Engine(counted_chain(calls), state_store=state,
+                               data_store=MemoryDataStore(), flow_name="f") as engine:
+        with pytest.raises(StoreError, match="connection lost"):
+            await engine.submit(b">", request_id="r-1")
+        with pytest.raises(faasflow.UnknownRequestError):
+            await engine.info("r-1")
+        assert await engine.requests() == []
+        # The same id can be submitted again, and runs once.
+        await engine.submit(b">", request_id="r-1")
+        assert await engine.wait("r-1", timeout=10) == b">ab"
+    assert calls == ["a", "b"]
+
+
+async def test_a_submission_whose_reply_was_lost_counts_as_made() -> None:
+    calls: list[str] = []
+    state = FailingSubmissions(land=True)
+    async with faasflow.Engine(counted_chain(calls), state_store=state,
+                               data_store=MemoryDataStore(), flow_name="f") as engine:
+        rid = await engine.submit(b">", request_id="r-2")
+        assert await engine.wait(rid, timeout=10) == b">ab"
+        with pytest.raises(faasflow.DuplicateRequestError):
+            await engine.submit(b">", request_id="r-2")
+    assert calls == ["a", "b"]

@@ -33,7 +33,7 @@ from faasflow.engine.claims import Claim, Claims
 from faasflow.engine.context import current_node
 from faasflow.engine.definition import Define
 from faasflow.engine.hops import Hop
-from faasflow.engine.lifecycle import Lifecycle, LiveRequest, Settings
+from faasflow.engine.lifecycle import INLINE, Lifecycle, LiveRequest, Settings
 from faasflow.engine.operations import Caller, CallEvent, run_operations, run_user
 from faasflow.engine.planner import (
     Action,
@@ -174,16 +174,33 @@ class Executor(Lifecycle):
         record = request_record(self.flow_name, query, self.owner)
         if callback_url:
             record["callback_url"] = callback_url
-        if not await self.state.compare_and_set(keys.request(rid), None, dumps(record)):
+        raw = dumps(record)
+        input_ref = await self._write(keys.request_input(rid, new_token()), data)
+        (start,) = live.planner.start(live.base, input_ref)
+        assert isinstance(start, Send)
+        entry = self._history_entry("request", "", "started", size=len(data))
+        # All or nothing: a request exists with its first hop pending, or not at all (a
+        # submission interrupted halfway would leave a request nothing moves on).
+        writes: list[WriteOp] = [
+            Put(keys.request(rid), raw),
+            Put(keys.flow_index(self.flow_name, rid), str(record["created"]).encode()),
+            Put(keys.live_index(self.flow_name, rid), b""),
+            Append(keys.history(rid), dumps(entry)),
+            self.hops.pending_op(start.hop),
+        ]
+        try:
+            created = await self.state.commit(writes, require={keys.request(rid): None})
+        except StoreError:
+            if not await self._landed(keys.request(rid), raw):
+                raise
+            created = True
+        if not created:
             self._live.pop(rid, None)
+            if not input_ref.startswith(INLINE):
+                await self.data.delete(input_ref)  # this submission's, not the request's
             raise DuplicateRequestError(f"request id {rid!r} is already in use", rid)
-        input_ref = await self._write(keys.request_input(rid), data)
-        await self.state.set(keys.flow_index(self.flow_name, rid), str(record["created"]).encode())
-        await self.state.set(keys.live_index(self.flow_name, rid), b"")
-        await self._history(rid, "request", "", "started", size=len(data))
-        await self._carry_out(
-            live, live.planner.start(live.base, input_ref), send=self.handle if inline else None
-        )
+        self._notify(rid, entry)
+        await (self.handle if inline else self.transport.send)(start.hop)
 
     # -- running hops -------------------------------------------------------------
     async def handle(self, hop: Hop) -> None:

@@ -91,8 +91,10 @@ def data_prefix(rid: str) -> str:
     return f"{rid}/"
 
 
-def request_input(rid: str) -> str:
-    return f"{rid}/in"
+def request_input(rid: str, token: str) -> str:
+    """A request's input, under a token of the submission: a second submission under
+    the same id (refused) never overwrites the first one's."""
+    return f"{rid}/in/{token}"
 
 
 def node_output(rid: str, path: str, token: str, child: str = "") -> str:
