@@ -226,3 +226,40 @@ async def test_forged_tampered_replayed_stale_and_unsigned_hops_are_refused(
     posted = [sign(SECRET, late), sign(SECRET, unknown)]
     posted += [sent["x-faas-flow-signature"] for _, sent, _ in gateway.hops]
     assert await keys_naming(f"sqlite:///{tmp_path / 'state.db'}", posted) == []
+
+
+async def test_a_hop_that_could_not_run_is_sent_again_then_given_up(
+    gateway: RelayGateway,
+) -> None:
+    # OpenFaaS's queue worker calls once whatever the answer: the transport sends a hop
+    # that failed again itself, with backoff, and after `redeliveries` failures hands it
+    # to on_undeliverable (which fails its request).
+    from faasflow.transports.openfaas import OpenFaaSTransport
+
+    gateway.relaying = False
+    given_up: list[tuple[Hop, Exception]] = []
+
+    async def undeliverable(hop: Hop, error: Exception) -> None:
+        given_up.append((hop, error))
+
+    async with serving(gateway.app) as gw_url:
+        transport = OpenFaaSTransport(gateway=gw_url, flow_name="fan", secret=SECRET,
+                                      redeliveries=2, redelivery_delay=0.01)
+        transport.on_undeliverable = undeliverable
+        hop = Hop("r1", "fan", "b", "node", query="", sent_at=time.time())
+        try:
+            for failures in (1, 2):
+                transport.retry_later(hop, RuntimeError("store away"))
+                deadline = time.monotonic() + 5
+                while len(gateway.hops) < failures:
+                    assert time.monotonic() < deadline, "the hop was not sent again"
+                    await asyncio.sleep(0.01)
+            transport.retry_later(hop, RuntimeError("store still away"))
+            deadline = time.monotonic() + 5
+            while not given_up:
+                assert time.monotonic() < deadline, "the hop was never given up"
+                await asyncio.sleep(0.01)
+        finally:
+            await transport.close()
+    assert len(gateway.hops) == 2
+    assert [(h.id, str(e)) for h, e in given_up] == [(hop.id, "store still away")]

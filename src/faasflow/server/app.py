@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from faasflow import tracing
+from faasflow import _failpoints, tracing
 from faasflow.config import ServerConfig
 from faasflow.dsl.export import to_json
 from faasflow.embedded import Engine, check_request_id
@@ -213,14 +213,18 @@ class _FlowServer:
         """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.listening.wait(), RECOVERY_DELAY)
-        try:
-            recovered = await self.engine.recover()
-        except FaasFlowError as exc:
-            log.error("recovering interrupted requests failed: %s", exc)
-            return
-        if recovered:
-            log.warning("recovered %d interrupted request(s): %s", len(recovered),
-                        ", ".join(recovered))
+        # Once more when a predecessor on another host (a pod replaced by another) is
+        # sure to count as gone: its heartbeat lasts a lease.
+        for wait in (0.0, self.engine.executor.settings.lease_ttl):
+            await asyncio.sleep(wait)
+            try:
+                recovered = await self.engine.recover()
+            except FaasFlowError as exc:
+                log.error("recovering interrupted requests failed: %s", exc)
+                continue
+            if recovered:
+                log.warning("recovered %d interrupted request(s): %s", len(recovered),
+                            ", ".join(recovered))
 
     async def close(self) -> None:
         if self._recovery is not None:
@@ -381,6 +385,18 @@ class _FlowServer:
             raise HTTPProblem(401, f"hop refused: {exc}") from exc
         if hop.request_id != request.path_params["rid"] or hop.flow != self.config.flow_name:
             raise HTTPProblem(401, "hop refused: it names another request or flow")
+        try:
+            return await self._take(transport, hop, request.headers[SIGNATURE_HEADER])
+        except HTTPProblem:
+            raise
+        except Exception as exc:
+            # The platform does not call again: a hop that could not run is sent again
+            # from here, after a backoff.
+            transport.retry_later(hop, exc)
+            raise
+
+    async def _take(self, transport: OpenFaaSTransport, hop: Hop, signature: str) -> Response:
+        """Run a genuine hop once, unless its request has ended."""
         record = await self.engine.state.get(keys.request(hop.request_id))
         if record is None:
             raise HTTPProblem(404, f"no request {hop.request_id!r}")
@@ -388,7 +404,9 @@ class _FlowServer:
         if status in (SUCCEEDED, STOPPED):
             # Its replay records went with it: the status is what turns a late hop away.
             return PlainTextResponse(f"ignored: request {hop.request_id} is {status}\n")
-        await self._run_once(transport, hop, request.headers[SIGNATURE_HEADER])
+        await self._run_once(transport, hop, signature)
+        if _failpoints.FOLDER:
+            await _failpoints.reach("ack", hop.path, hop.json)
         return PlainTextResponse("ok\n", status_code=200)
 
     async def _run_once(self, transport: OpenFaaSTransport, hop: Hop, signature: str) -> None:

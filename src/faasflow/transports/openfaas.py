@@ -2,13 +2,17 @@
 
 ``send`` signs the hop and posts it to ``{gateway}/async-function/{flow}/flow/{id}/forward``;
 the gateway queues it and its queue worker calls the flow function's forward route, where
-the flow server hands it to :meth:`OpenFaaSTransport.deliver`. The platform queues,
-scales and retries; this process only needs to answer the forward route.
+the flow server hands it to :meth:`OpenFaaSTransport.deliver`. The platform queues and
+scales; it does not retry: OpenFaaS's queue worker calls a function once, whatever it
+answers. So a hop whose handler fails (a store that is away) is sent again from here,
+after a backoff (0.5 s, doubling), up to ``redeliveries`` times; then it goes to
+``on_undeliverable``, which fails its request with a record saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import replace
 
@@ -18,7 +22,9 @@ from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError, TransportError
 from faasflow.httpclient import new_client
 from faasflow.server.signing import SIGNATURE_HEADER, signed_hop
-from faasflow.transports.base import HopHandler, Transport
+from faasflow.transports.base import HopHandler, Transport, cancel_and_wait
+
+log = logging.getLogger("faasflow.transport.openfaas")
 
 TRACEPARENT = "traceparent"
 
@@ -33,6 +39,8 @@ class OpenFaaSTransport(Transport):
         secret: the HMAC key (the ``faasflow-hmac-secret`` secret); required.
         attempts: tries to hand a hop to the gateway before giving up.
         client: an httpx client to share; one is made (and closed) otherwise.
+        redeliveries: times a hop whose handler failed is sent again from here.
+        redelivery_delay: seconds before the first of those; doubles each time.
     """
 
     def __init__(
@@ -43,6 +51,8 @@ class OpenFaaSTransport(Transport):
         secret: bytes,
         attempts: int = 5,
         client: httpx.AsyncClient | None = None,
+        redeliveries: int = 5,
+        redelivery_delay: float = 0.5,
     ) -> None:
         if not secret:
             raise ConfigurationError(
@@ -56,6 +66,10 @@ class OpenFaaSTransport(Transport):
         self._client = client or new_client(10.0)
         self._owns_client = client is None
         self._handler: HopHandler | None = None
+        self.redeliveries = redeliveries
+        self.redelivery_delay = redelivery_delay
+        self._failures: dict[str, int] = {}
+        self._later: set[asyncio.Task[None]] = set()
 
     def url_for(self, hop: Hop) -> str:
         return f"{self.gateway}/async-function/{self.flow_name}/flow/{hop.request_id}/forward"
@@ -96,7 +110,40 @@ class OpenFaaSTransport(Transport):
         if self._handler is None:
             raise RuntimeError("transport not started")
         await self._handler(hop)
+        self._failures.pop(hop.id, None)
+
+    def retry_later(self, hop: Hop, error: Exception) -> None:
+        """``hop`` arrived and could not be run (``error``): send it again after a
+        backoff, or give up on it after ``redeliveries`` times (see the module
+        docstring)."""
+        failures = self._failures[hop.id] = self._failures.get(hop.id, 0) + 1
+        if failures > self.redeliveries:
+            del self._failures[hop.id]
+            log.error("hop %s failed %d times, giving up: %s", hop.id, failures, error)
+            later = self._give_up(hop, error)
+        else:
+            log.warning("hop %s failed (%s); sending it again", hop.id, error)
+            later = self._send_later(hop, self.redelivery_delay * 2 ** (failures - 1))
+        task = asyncio.create_task(later)
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _send_later(self, hop: Hop, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self.send(hop)
+        except TransportError as exc:
+            log.error("could not send hop %s again: %s", hop.id, exc)
+
+    async def _give_up(self, hop: Hop, error: Exception) -> None:
+        if self.on_undeliverable is None:
+            return
+        try:
+            await self.on_undeliverable(hop, error)
+        except Exception:
+            log.exception("could not record the failure of hop %s", hop.id)
 
     async def close(self) -> None:
+        await cancel_and_wait(self._later)
         if self._owns_client:
             await self._client.aclose()
