@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -488,8 +488,9 @@ def main() -> None:
         outcome = asyncio.run(soak(args, folder))
     print(report(outcome))
     if args.json:
-        figures = asdict(outcome)
-        args.json.write_text(json.dumps(figures, indent=2, default=list))
+        figures = {**vars(outcome), "faults": dict(outcome.faults),
+                   "duplicates": dict(outcome.duplicates)}
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
