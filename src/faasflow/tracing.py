@@ -38,7 +38,7 @@ from faasflow.config import parse_bool
 from faasflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from faasflow.engine.hops import Hop
+    from faasflow.wire.hop import Hop
 
 __all__ = [
     "TRACEPARENT",

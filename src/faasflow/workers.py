@@ -26,11 +26,11 @@ from typing import Any
 from faasflow.embedded import Engine
 from faasflow.engine.context import Context
 from faasflow.engine.definition import Define
-from faasflow.engine.hops import Hop
 from faasflow.engine.lifecycle import RequestEnd
 from faasflow.errors import ConfigurationError, FaasFlowError
 from faasflow.stores.base import DataStore, StateStore
 from faasflow.transports.base import HopHandler, Transport
+from faasflow.wire.hop import Hop
 
 try:
     from faasflow.transports.nats import NatsTransport

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from faasflow.engine.hops import Hop
-from faasflow.server.signing import SIGNATURE_HEADER, sign
 from faasflow.stores.urls import state_store_from_url
+from faasflow.wire.hop import Hop
+from faasflow.wire.signing import SIGNATURE_HEADER, sign
 
 from .conftest import FlowFactory
 from .harness import (

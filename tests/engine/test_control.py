@@ -11,8 +11,8 @@ import pytest
 import faasflow
 from faasflow import Context, RequestStoppedError, Workflow
 from faasflow.engine import keys
-from faasflow.engine.hops import Hop
 from faasflow.transports.inprocess import InProcessTransport
+from faasflow.wire.hop import Hop
 
 MakeEngine = Callable[..., faasflow.Engine]
 

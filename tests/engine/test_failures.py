@@ -21,8 +21,8 @@ from faasflow import (
     Workflow,
 )
 from faasflow.engine import keys
-from faasflow.engine.hops import Hop
 from faasflow.transports.inprocess import InProcessTransport
+from faasflow.wire.hop import Hop
 
 MakeEngine = Callable[..., faasflow.Engine]
 

@@ -10,7 +10,6 @@ import pytest
 from faasflow import Dag, Workflow
 from faasflow.dsl.compile import compile_flow
 from faasflow.engine import keys
-from faasflow.engine.hops import Hop
 from faasflow.engine.planner import (
     DagDone,
     Finish,
@@ -22,6 +21,7 @@ from faasflow.engine.planner import (
     SubdagDone,
     member,
 )
+from faasflow.wire.hop import Hop
 
 BASE = Hop("R", "flow", "", query="q=1")
 

@@ -19,10 +19,10 @@ from starlette.routing import Route
 import faasflow
 from faasflow import Context, Workflow
 from faasflow.config import ServerConfig
-from faasflow.engine.hops import Hop
 from faasflow.server.app import create_app
-from faasflow.server.signing import SIGNATURE_HEADER, sign
 from faasflow.stores.urls import state_store_from_url
+from faasflow.wire.hop import Hop
+from faasflow.wire.signing import SIGNATURE_HEADER, sign
 
 from .conftest import serving
 

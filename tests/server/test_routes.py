@@ -19,8 +19,8 @@ from faasflow import Context, Workflow
 from faasflow.config import ServerConfig
 from faasflow.errors import ConfigurationError
 from faasflow.server.app import create_app
-from faasflow.server.signing import sign
 from faasflow.transports.inprocess import InProcessTransport
+from faasflow.wire.signing import sign
 
 from .conftest import serving
 

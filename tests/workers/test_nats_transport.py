@@ -12,9 +12,9 @@ from pathlib import Path
 import nats
 import pytest
 
-from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError, TransportError
 from faasflow.transports.nats import NatsTransport
+from faasflow.wire.hop import Hop
 from servers import free_port
 from servers.nats import nats_server
 

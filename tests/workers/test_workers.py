@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 
 import faasflow
 from faasflow import Context, Workflow
-from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError
 from faasflow.transports.nats import NatsTransport
+from faasflow.wire.hop import Hop
 from faasflow.workers import Client, Worker
 
 _names = itertools.count()

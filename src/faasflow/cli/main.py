@@ -16,9 +16,9 @@ import sys
 
 from faasflow import __version__, tracing
 from faasflow.cli import dashboard, graph, new, recover, requests, run, serve, worker
+from faasflow.cli import gateway as gateway_cli
 from faasflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, error
 from faasflow.errors import ConfigurationError
-from faasflow.gateway import cli as gateway_cli
 
 __all__ = ["build_parser", "main"]
 

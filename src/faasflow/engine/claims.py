@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faasflow.engine import keys
-from faasflow.engine.hops import Hop
 from faasflow.engine.records import dumps, loads, owner_dead
 from faasflow.errors import StoreError
 from faasflow.stores.base import Delete, Put, StateStore
+from faasflow.wire.hop import Hop
 
 log = logging.getLogger("faasflow.engine")
 

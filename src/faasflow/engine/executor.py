@@ -32,7 +32,6 @@ from faasflow.engine import keys
 from faasflow.engine.claims import Claim, Claims
 from faasflow.engine.context import current_node
 from faasflow.engine.definition import Define
-from faasflow.engine.hops import Hop
 from faasflow.engine.lifecycle import INLINE, Lifecycle, LiveRequest, Settings
 from faasflow.engine.operations import Caller, CallEvent, run_operations, run_user
 from faasflow.engine.planner import (
@@ -63,6 +62,7 @@ from faasflow.errors import (
 )
 from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
 from faasflow.transports.base import Transport
+from faasflow.wire.hop import Hop
 
 log = logging.getLogger("faasflow.engine")
 

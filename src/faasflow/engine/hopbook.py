@@ -8,8 +8,8 @@ writes on every backend, and a duplicate hop for the same step lands on the same
 from __future__ import annotations
 
 from faasflow.engine import keys
-from faasflow.engine.hops import Hop
 from faasflow.stores.base import Delete, Put, StateStore
+from faasflow.wire.hop import Hop
 
 
 def _step(hop: Hop) -> str:

@@ -24,7 +24,6 @@ from faasflow.engine import keys
 from faasflow.engine.context import Context
 from faasflow.engine.definition import Define, build_flow
 from faasflow.engine.hopbook import HopBook
-from faasflow.engine.hops import Hop
 from faasflow.engine.planner import Planner
 from faasflow.engine.records import (
     FAILED,
@@ -44,6 +43,7 @@ from faasflow.errors import (
     StoreError,
 )
 from faasflow.stores.base import DataStore, StateStore
+from faasflow.wire.hop import Hop
 
 log = logging.getLogger("faasflow.engine")
 

@@ -19,7 +19,7 @@ from faasflow.dsl.spec import (
     parent_instance,
 )
 from faasflow.engine import keys
-from faasflow.engine.hops import Hop
+from faasflow.wire.hop import Hop
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ from faasflow.dsl.export import to_json
 from faasflow.embedded import Engine, check_request_id
 from faasflow.engine import keys
 from faasflow.engine.definition import Define
-from faasflow.engine.hops import Hop
 from faasflow.engine.records import FAILED, STATUSES, STOPPED, SUCCEEDED
 from faasflow.errors import (
     ConfigurationError,
@@ -61,14 +60,15 @@ from faasflow.metrics import EngineMetrics, MetricsApp
 from faasflow.server.bodies import BodyTooLarge, read_body
 from faasflow.server.callbacks import CallbackSender
 from faasflow.server.echo import echo, shorten
-from faasflow.server.signing import (
+from faasflow.transports.openfaas import OpenFaaSTransport
+from faasflow.wire.hop import Hop
+from faasflow.wire.signing import (
     HUB_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     SignatureError,
     open_hop,
     verify,
 )
-from faasflow.transports.openfaas import OpenFaaSTransport
 
 log = logging.getLogger("faasflow.server")
 

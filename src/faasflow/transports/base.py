@@ -6,7 +6,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 
-from faasflow.engine.hops import Hop
+from faasflow.wire.hop import Hop
 
 HopHandler = Callable[[Hop], Awaitable[None]]
 """Runs one hop; returning means its effects are durable and it may be acknowledged."""

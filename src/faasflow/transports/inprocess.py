@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from faasflow.engine.hops import Hop
 from faasflow.transports.base import HopHandler, Transport, cancel_and_wait
+from faasflow.wire.hop import Hop
 
 log = logging.getLogger("faasflow.transport")
 

@@ -43,9 +43,9 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
 from faasflow import _failpoints
-from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError, TransportError
 from faasflow.transports.base import HopHandler, Transport, cancel_and_wait
+from faasflow.wire.hop import Hop
 
 log = logging.getLogger("faasflow.transport.nats")
 

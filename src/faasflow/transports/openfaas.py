@@ -18,11 +18,11 @@ from dataclasses import replace
 
 import httpx
 
-from faasflow.engine.hops import Hop
 from faasflow.errors import ConfigurationError, TransportError
 from faasflow.httpclient import new_client
-from faasflow.server.signing import SIGNATURE_HEADER, signed_hop
 from faasflow.transports.base import HopHandler, Transport, cancel_and_wait
+from faasflow.wire.hop import Hop
+from faasflow.wire.signing import SIGNATURE_HEADER, signed_hop
 
 log = logging.getLogger("faasflow.transport.openfaas")
 

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 
-from faasflow.engine.hops import Hop
+from faasflow.wire.hop import Hop
 
 SIGNATURE_HEADER = "X-Faas-Flow-Signature"
 HUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
