@@ -3,7 +3,7 @@
 Each store keeps one asyncpg connection pool. Opening a store creates its tables and
 functions if they are missing (``CREATE … IF NOT EXISTS`` under an advisory lock, so
 processes opening at once do not collide); the layout and the locking that makes each
-operation atomic are described in :mod:`faasflow.stores.postgres_schema`.
+operation atomic are described in :mod:`faasflow.stores._postgres_schema`.
 
 Every operation is one statement, so one round trip and one transaction: plain reads and
 writes are single SQL statements, and the read-modify-writes (add-to-set, append,
@@ -16,7 +16,7 @@ per ``purge_interval`` seconds, started in the background by whatever operation 
 along first, and :meth:`purge_expired` does it on demand.
 
 ``from_url`` reads ``postgresql://user:password@host:port/dbname?table_prefix=faasflow_``
-(options: :mod:`faasflow.stores.postgres_url`). Errors of the client or the server are
+(options: :mod:`faasflow.stores._postgres_url`). Errors of the client or the server are
 raised as :class:`~faasflow.errors.StoreError` naming the operation.
 """
 
@@ -33,9 +33,8 @@ from asyncpg import exceptions as pgerrors
 
 from faasflow.errors import ConfigurationError, StoreError
 from faasflow.resources import AsyncResource
-from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
-from faasflow.stores.keyrange import prefix_end
-from faasflow.stores.postgres_schema import (
+from faasflow.stores._keyrange import prefix_end
+from faasflow.stores._postgres_schema import (
     DDL_LOCK,
     IDENTIFIER,
     MAX_PREFIX,
@@ -46,7 +45,8 @@ from faasflow.stores.postgres_schema import (
     data_ddl,
     state_ddl,
 )
-from faasflow.stores.postgres_url import parse_url
+from faasflow.stores._postgres_url import parse_url
+from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
 from faasflow.stores.urls import redact_url
 
 __all__ = ["PostgresDataStore", "PostgresStateStore"]

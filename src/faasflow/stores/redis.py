@@ -18,7 +18,7 @@ every result kept); any other prefix is found by scanning.
 
 Every read-modify-write is one Lua script, so it is atomic on the server and costs one
 round trip: compare-and-set, add-to-set-and-count, and ``commit``, sent by digest
-(EVALSHA). The connection is :mod:`faasflow.stores.resp`, a small RESP client: a
+(EVALSHA). The connection is :mod:`faasflow.stores._resp`, a small RESP client: a
 command through redis-py cost more Python time than its round trip. Errors are raised
 as :class:`~faasflow.errors.StoreError`.
 """
@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from faasflow.errors import StoreError
+from faasflow.stores._resp import RespConnectionError, RespError, RespPool
 from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
-from faasflow.stores.resp import RespConnectionError, RespError, RespPool
 
 # KEYS[1] value key, KEYS[2] its folder index (optional);
 # ARGV: has_expected, expected, has_new, new, ttl_ms (0 = none)

@@ -42,8 +42,8 @@ from types import TracebackType
 from typing import Final, Literal
 
 from faasflow.errors import ConfigurationError, StoreError
+from faasflow.stores._keyrange import prefix_end
 from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
-from faasflow.stores.keyrange import prefix_end
 
 __all__ = ["SqliteDataStore", "SqliteStateStore"]
 
@@ -59,7 +59,7 @@ _RANGE: Final = "key >= ? AND key < ?"
 
 
 def _prefix_end(prefix: str) -> str | bytes:
-    """The upper bound of ``prefix``'s key range (:func:`~faasflow.stores.keyrange.prefix_end`).
+    """The upper bound of ``prefix``'s key range (:func:`~faasflow.stores._keyrange.prefix_end`).
 
     When there is none this returns an empty BLOB: SQLite sorts every TEXT value before
     every BLOB, so ``key < x''`` holds for all keys.
