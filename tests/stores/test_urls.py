@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from faasflow.errors import ConfigurationError
+from faasflow.stores._urls import redact_url
 from faasflow.stores.memory import MemoryDataStore, MemoryStateStore
 from faasflow.stores.sqlite import SqliteDataStore, SqliteStateStore
 from faasflow.stores.urls import data_store_from_url, state_store_from_url
@@ -133,3 +134,29 @@ def test_redis_urls() -> None:
     data = data_store_from_url("redis://127.0.0.1:6379/0")
     assert isinstance(data, RedisDataStore)
     assert data.namespace == "faasflow:"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mysql://user:s3cret@db:3306/flows", "mysql://user:***@db:3306/flows"),
+        ("redis://:s3cret@h:6379/0?namespace=a@b:", "redis://:***@h:6379/0?namespace=a@b:"),
+        ("etcd://root:s3cret@h1,h2:2379/x", "etcd://root:***@h1,h2:2379/x"),
+        # Reserved characters left unencoded end the host part early: still masked.
+        ("s3://AKID:t0p/s3cret@bucket/p?region=x", "s3://AKID:***@bucket/p?region=x"),
+        ("redis://:s3/cr/et@h:6379/0", "redis://:***@h:6379/0"),
+        ("postgresql://u:s3#cret@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://u:s3@cret@db/x", "postgresql://u:***@db/x"),
+        (
+            "postgresql://u@db/x?password=s3cret&sslpassword=s3cret&sslmode=require",
+            "postgresql://u@db/x?password=***&sslpassword=***&sslmode=require",
+        ),
+        # Nothing secret: shown as given.
+        ("redis://h:6379/0?namespace=me@x", "redis://h:6379/0?namespace=me@x"),
+        ("postgresql://u@db/x", "postgresql://u@db/x"),
+        ("sqlite:///at:and@colon.db", "sqlite:///at:and@colon.db"),
+        ("file:relative/folder", "file:relative/folder"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown

@@ -74,8 +74,8 @@ import orjson
 
 from faasflow.errors import ConfigurationError, StoreError
 from faasflow.httpclient import new_client
+from faasflow.stores._urls import redact_url
 from faasflow.stores.base import Append, Delete, Put, StateStore, WriteOp
-from faasflow.stores.urls import redact_url
 
 __all__ = ["EtcdStateStore"]
 

@@ -46,8 +46,8 @@ from faasflow.stores._postgres_schema import (
     state_ddl,
 )
 from faasflow.stores._postgres_url import parse_url
+from faasflow.stores._urls import redact_url
 from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
-from faasflow.stores.urls import redact_url
 
 __all__ = ["PostgresDataStore", "PostgresStateStore"]
 

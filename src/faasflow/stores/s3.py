@@ -69,6 +69,7 @@ from botocore.session import Session  # type: ignore[import-untyped]
 
 from faasflow.errors import ConfigurationError, StoreError
 from faasflow.httpclient import new_client
+from faasflow.stores._urls import redact_url
 from faasflow.stores.base import DataStore
 
 __all__ = ["S3DataStore", "encode_key"]
@@ -169,21 +170,6 @@ def _parse_bool(url: str, name: str, value: str) -> bool:
     raise ConfigurationError(f"store URL {url!r}: {name}={value!r}, expected true or false")
 
 
-def _redact(url: str) -> str:
-    """``url`` with the secret key masked, for error messages.
-
-    Done by hand rather than with ``urlsplit``, so that a secret holding an unencoded
-    ``/`` (which ends the host part early) is masked too.
-    """
-    scheme, sep, rest = url.partition("://")
-    head, question, query = rest.partition("?")
-    userinfo, at, host = head.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if not at or not colon:
-        return url
-    return f"{scheme}{sep}{user}:***@{host}{question}{query}"
-
-
 class S3DataStore(DataStore):
     """:class:`DataStore` on S3 or an S3-compatible server.
 
@@ -274,7 +260,7 @@ class S3DataStore(DataStore):
         Raises:
             ConfigurationError: the URL is malformed or has an unknown option.
         """
-        shown = _redact(url)
+        shown = redact_url(url)
         try:
             parts = urlsplit(url)
             password = parts.password

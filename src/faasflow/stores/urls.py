@@ -20,26 +20,15 @@ the URL; it imports its client library itself, so an unused backend costs nothin
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from faasflow.errors import ConfigurationError
+from faasflow.stores._urls import redact_url
 from faasflow.stores.base import DataStore, StateStore
 
-__all__ = ["data_store_from_url", "redact_url", "state_store_from_url"]
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its passwords (user info, ``password=`` options) masked, for errors."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        url = url.replace(f":{password}@", ":***@", 1)
-    return re.sub(r"([?&](?:ssl)?password=)[^&#]*", r"\1***", url)
+__all__ = ["data_store_from_url", "state_store_from_url"]
 
 
 def _scheme(url: str) -> str:
