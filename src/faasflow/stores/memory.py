@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Self
 
+from faasflow.errors import ConfigurationError
 from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
 
 _Value = bytes | dict[str, None] | list[bytes]
@@ -110,6 +112,11 @@ class _ExpiringDict:
             self.drop(key)
 
 
+def _check_url(url: str) -> None:
+    if url.partition("://")[2]:
+        raise ConfigurationError(f"store URL {url!r}: memory:// takes no host, path or options")
+
+
 class MemoryStateStore(StateStore):
     """:class:`StateStore` kept in a dict of this process."""
 
@@ -117,6 +124,16 @@ class MemoryStateStore(StateStore):
         self._values = _ExpiringDict()
         self._sets = _ExpiringDict()
         self._lists = _ExpiringDict()
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """A new, empty store for ``memory://`` (which takes nothing else).
+
+        Raises:
+            ConfigurationError: the URL has a host, a path or options.
+        """
+        _check_url(url)
+        return cls()
 
     async def get(self, key: str) -> bytes | None:
         value = self._values.live(key)
@@ -222,6 +239,16 @@ class MemoryDataStore(DataStore):
 
     def __init__(self) -> None:
         self._blobs = _ExpiringDict()
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """A new, empty store for ``memory://`` (which takes nothing else).
+
+        Raises:
+            ConfigurationError: the URL has a host, a path or options.
+        """
+        _check_url(url)
+        return cls()
 
     async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
         self._blobs.put(key, bytes(data), ttl)

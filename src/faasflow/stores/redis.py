@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from faasflow.errors import StoreError
+from faasflow.errors import ConfigurationError, StoreError
 from faasflow.stores._resp import RespConnectionError, RespError, RespPool
+from faasflow.stores._urls import redact_url
 from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore, WriteOp
 
 # KEYS[1] value key, KEYS[2] its folder index (optional);
@@ -125,6 +127,10 @@ def _ms(ttl: float | None) -> int:
     return max(1, round(ttl * 1000))
 
 
+_SECONDS = ("socket_timeout", "socket_connect_timeout")
+"""The URL's options that the connection reads (see :class:`~faasflow.stores._resp.RespPool`)."""
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -146,6 +152,46 @@ class _RedisStore:
         self.max_connections = max_connections
         self.namespace = namespace
         self._pool: RespPool | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The store a ``redis://`` (``rediss://`` for TLS) URL names, not yet opened.
+
+        ``redis://[[user]:password@]host[:port][/db]?namespace=faasflow:``; the options
+        ``socket_timeout`` and ``socket_connect_timeout`` (seconds) go to the connection.
+
+        Raises:
+            ConfigurationError: the port or database is malformed, or an option is unknown
+                or bad; the message names it and masks the password.
+        """
+        shown = redact_url(url)
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+            db = parts.path.strip("/")
+            if db and not db.isdigit():
+                raise ValueError(f"database {db!r} is not a number")
+        except ValueError as exc:
+            raise ConfigurationError(f"store URL {shown!r}: {exc}") from None
+        namespace = "faasflow:"
+        passed: list[tuple[str, str]] = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name == "namespace":
+                namespace = value
+            elif name in _SECONDS:
+                try:
+                    float(value)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"store URL {shown!r}: {name}={value!r} is not a number of seconds"
+                    ) from None
+                passed.append((name, value))
+            else:
+                known = ", ".join(("namespace", *_SECONDS))
+                raise ConfigurationError(
+                    f"store URL {shown!r}: unknown option {name!r} (known: {known})"
+                )
+        return cls(urlunsplit(parts._replace(query=urlencode(passed))), namespace=namespace)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.namespace!r}>"

@@ -39,7 +39,8 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Final, Literal
+from typing import Any, Final, Literal, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from faasflow.errors import ConfigurationError, StoreError
 from faasflow.stores._keyrange import prefix_end
@@ -280,6 +281,51 @@ class _SqliteStore:
             busy_timeout=busy_timeout,
             purge_interval=purge_interval,
         )
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The store an ``sqlite://`` URL names, not yet opened.
+
+        URLs read as SQLAlchemy's do: the path is everything after ``sqlite:///``, so
+        ``sqlite:///x.db`` is the relative path ``x.db``, ``sqlite:////tmp/x.db`` the
+        absolute path ``/tmp/x.db``, and ``sqlite://`` alone (or ``sqlite:///:memory:``)
+        a private in-memory database. The path is percent-decoded. Options:
+        ``?synchronous=FULL`` and ``?busy_timeout=10`` (seconds).
+
+        Raises:
+            ConfigurationError: the URL has a host or a fragment, or an unknown or bad
+                option; the message names it.
+        """
+        parts = urlsplit(url)
+        if parts.netloc:
+            raise ConfigurationError(
+                f"store URL {url!r}: an SQLite URL has no host; "
+                "use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+        if parts.fragment:
+            raise ConfigurationError(f"store URL {url!r}: unexpected '#' fragment")
+        path = unquote(parts.path[1:]) if parts.path else ""
+        options: dict[str, Any] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name == "synchronous":
+                if value.upper() not in ("NORMAL", "FULL"):
+                    raise ConfigurationError(
+                        f"store URL {url!r}: synchronous={value!r}, expected NORMAL or FULL"
+                    )
+                options[name] = value.upper()
+            elif name == "busy_timeout":
+                try:
+                    options[name] = float(value)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"store URL {url!r}: busy_timeout={value!r} is not a number of seconds"
+                    ) from None
+            else:
+                raise ConfigurationError(
+                    f"store URL {url!r}: unknown option {name!r} "
+                    "(known: busy_timeout, synchronous)"
+                )
+        return cls(path or ":memory:", **options)
 
     @property
     def path(self) -> str:
