@@ -205,6 +205,8 @@ def test_urls() -> None:
     assert store.endpoints == ["http://a:2379", "http://b:1234", "http://[::1]:5"]
     assert store.prefix == "faasflow/"
     assert EtcdStateStore.from_url("ETCD://h/p%20q/").prefix == "p q/"
+    assert EtcdStateStore.from_url("etcd://u:p@h/team@x").prefix == "team@x/"
+    assert EtcdStateStore.from_url("etcd://h/team%40x").prefix == "team@x/"
     secure = EtcdStateStore.from_url("etcds://u:p%40ss@h/x")
     assert secure.endpoints == ["https://h:2379"]
     assert (secure.username, secure._password) == ("u", "p@ss")
@@ -226,6 +228,7 @@ def test_urls() -> None:
         ("etcds://h/x?cacert=/nonexistent/ca.pem", "cacert='/nonexistent/ca.pem' is not a"),
         ("etcd://h/x#frag", "fragment"),
         ("etcd://user@h/x", "needs user:password@"),
+        ("etcd://h/team@x", "percent-encode"),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:

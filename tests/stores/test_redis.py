@@ -137,7 +137,8 @@ async def test_a_pooled_connection_closed_by_the_server_is_replaced(redis_url: s
         ("redis://127.0.0.1:6379/0?retry_on_timeout=yes", "unknown option 'retry_on_timeout'"),
         ("redis://127.0.0.1:6379/0?socket_timeout=soon", "not a number of seconds"),
         ("redis://127.0.0.1:6379/zero", "database 'zero' is not a number"),
-        ("redis://127.0.0.1:port/0", "Port could not be cast"),
+        ("redis://127.0.0.1:port/0", "the port must be a number from 0 to 65535"),
+        ("redis://127.0.0.1:6379/0@x", "percent-encode the credentials"),
     ],
 )
 def test_bad_redis_urls(url: str, message: str) -> None:

@@ -177,3 +177,22 @@ def test_backends_do_not_import_the_dispatcher() -> None:
             else:
                 continue
             assert "faasflow.stores.urls" not in names, f"{module.name} imports stores.urls"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:t0p/zecret@127.0.0.1:6379/0",
+        "postgresql://user:t0p/zecret@db:5432/flows",
+        "etcd://root:t0p/zecret@h:2379/x",
+        "s3://AKID:t0p/zecret@bucket/p",
+    ],
+)
+def test_a_secret_with_an_unencoded_slash_stays_hidden(url: str) -> None:
+    from_url = data_store_from_url if url.startswith("s3") else state_store_from_url
+    with pytest.raises(ConfigurationError) as raised:
+        from_url(url)
+    message = str(raised.value)
+    assert ":***@" in message
+    assert "t0p" not in message
+    assert "zecret" not in message

@@ -344,6 +344,11 @@ class EtcdStateStore(StateStore):
         if parts.fragment:
             raise ConfigurationError(f"etcd store URL {shown!r}: unexpected '#' fragment")
         userinfo, at, hosts = parts.netloc.rpartition("@")
+        if not at and "@" in parts.path:
+            raise ConfigurationError(
+                f"etcd store URL {shown!r}: percent-encode the credentials ('/' is %2F) and "
+                "an '@' in the prefix (%40); an unencoded '/' ends the host part early"
+            )
         username = password = None
         if at:
             user, colon, secret = userinfo.partition(":")

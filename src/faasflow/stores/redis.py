@@ -166,13 +166,21 @@ class _RedisStore:
         """
         shown = redact_url(url)
         parts = urlsplit(url)
+        if "@" in parts.path:
+            raise ConfigurationError(
+                f"store URL {shown!r}: percent-encode the credentials ('/' is %2F); "
+                "an unencoded '/' ends the host part early"
+            )
         try:
-            parts.port  # noqa: B018 - raises on a malformed port
-            db = parts.path.strip("/")
-            if db and not db.isdigit():
-                raise ValueError(f"database {db!r} is not a number")
-        except ValueError as exc:
-            raise ConfigurationError(f"store URL {shown!r}: {exc}") from None
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            # Not urlsplit's message: it quotes the port's text.
+            raise ConfigurationError(
+                f"store URL {shown!r}: the port must be a number from 0 to 65535"
+            ) from None
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ConfigurationError(f"store URL {shown!r}: database {db!r} is not a number")
         namespace = "faasflow:"
         passed: list[tuple[str, str]] = []
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
