@@ -20,7 +20,7 @@ from faasflow.scaffold.files import CACHES
 
 from .conftest import TEMPLATE, clean_env, template_files
 
-# Names config.py reads that a flow.yml has no business setting: where secrets are
+# Settings config.py reads that a flow.yml has no business setting: where secrets are
 # mounted (OpenFaaS decides) and the secrets' environment fallbacks (secrets are secrets).
 NOT_IN_FLOW_YML = {
     "secret_mount_path", "faasflow_hmac_secret", "faasflow_control_token",
@@ -96,7 +96,10 @@ def test_flow_yml_uses_the_names_config_reads(tmp_path: Path, env_names: set[str
     assert environment["flow_name"] == "order-flow"
     assert environment["gateway"] == config.DEFAULT_GATEWAY
     assert all(isinstance(v, str) for v in environment.values())
-    settable = env_names - NOT_IN_FLOW_YML
+    # One name per setting the flow server reads: the template's (its other names are
+    # aliases, docs/configuration.md).
+    assert env_names <= config.variables()
+    settable = {s.template_name for s in config.SETTINGS if s.server} - NOT_IN_FLOW_YML
     assert set(environment) <= settable
     assert commented_keys(path) <= settable
     # Every setting config.py reads is there, set or commented with its default.

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from faasflow.config import CONTROL_TOKEN, DEFAULT_GATEWAY, HMAC_SECRET, ServerConfig
+from faasflow.config import CONTROL_TOKEN, DEFAULT_GATEWAY, HMAC_SECRET, setting
 from faasflow.errors import ConfigurationError
 from faasflow.scaffold.templates import DEFAULT_LANG, find_template
 
@@ -126,8 +126,9 @@ functions:
 """
 
 
-def _default(field_name: str) -> str:
-    value = {f.name: f.default for f in fields(ServerConfig)}[field_name]
+def _default(key: str) -> str:
+    """The default of setting ``key`` as flow.yml would spell it."""
+    value = setting(key).default
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -139,7 +140,8 @@ def flow_env_yaml(name: str) -> str:
     """``flow.yml``: the flow server's environment (names from :mod:`faasflow.config`)."""
     return f"""\
 # faasflow settings for the flow {_quote(name)}, read from the environment by the flow
-# server (the table is in docs/openfaas.md). Values are strings, as OpenFaaS passes them.
+# server (every setting is in docs/configuration.md, under these names or their
+# FAASFLOW_ ones). Values are strings, as OpenFaaS passes them.
 environment:
   # The flow's name on the gateway: each hop is posted to
   # {{gateway}}/async-function/{{flow_name}}/flow/{{id}}/forward. Never guessed from a Host
@@ -149,7 +151,7 @@ environment:
   gateway: {_quote(DEFAULT_GATEWAY)}
   # "true": new requests must carry X-Hub-Signature-256: sha256=<HMAC of the body> made
   # with the {HMAC_SECRET} secret.
-  authenticate_request: "{_default("authenticate_requests")}"
+  authenticate_request: "{_default("authenticate_request")}"
   # The state store URL. By default a SQLite file inside the container: one replica,
   # gone with the container (use "sqlite:////tmp/faasflow.db" with a read-only root
   # filesystem). Shared stores (Redis, etcd, PostgreSQL) are what lets a flow scale.
