@@ -209,7 +209,7 @@ def test_urls() -> None:
     assert EtcdStateStore.from_url("etcd://h/team%40x").prefix == "team@x/"
     secure = EtcdStateStore.from_url("etcds://u:p%40ss@h/x")
     assert secure.endpoints == ["https://h:2379"]
-    assert (secure.username, secure._password) == ("u", "p@ss")
+    assert (secure.username, secure._etcd.password) == ("u", "p@ss")
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ async def test_user_and_password_authenticate(tmp_path: Path) -> None:
             await store.set("k", b"v")
             assert await store.add_to_set("s", "m", ttl=LONG_TTL) == 1
             assert await store.get("k") == b"v"
-            store._token = "expired.token"  # a new token is fetched when one expires
+            store._etcd.token = "expired.token"  # a new token is fetched when one expires
             assert await store.get("k") == b"v"
         async with EtcdStateStore.from_url(url.replace("//", "//root:wrong@") + "/p") as store:
             with pytest.raises(StoreError, match=r"get failed: .*authentication failed"):

@@ -1,11 +1,8 @@
-"""etcd v3 state store, spoken through etcd's own gRPC JSON gateway over httpx.
+"""etcd v3 state store, spoken through etcd's own JSON gateway.
 
-Why the gateway and not a client library: the Python ``etcd3`` client is unmaintained and
-pins old ``grpcio``/``protobuf`` releases that clash with current ones, while the JSON
-gateway (``POST /v3/kv/range``, ``/v3/kv/txn``, ``/v3/lease/grant``, …; keys and values
-base64) is part of etcd itself, served on the client port by every etcd 3.4+, and needs
-nothing beyond httpx, which faasflow already depends on. One operation is one HTTP request
-on a pooled keep-alive connection.
+The requests and the HTTP client (endpoint failover, authentication, TLS) are
+:mod:`faasflow.stores._etcd_client`; this module is the store: its key layout, its
+transactions and its expiry.
 
 Every key of the store lives under its ``prefix`` (``faasflow/`` by default), in one key
 space per kind, so that the contract's separate namespaces never collide and every
@@ -55,25 +52,44 @@ Errors of the gateway or the connection are raised as
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import itertools
 import math
 import os
 import re
 import secrets
-import ssl
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
-import orjson
 
 from faasflow.errors import ConfigurationError, StoreError
-from faasflow.httpclient import new_client
+from faasflow.stores._etcd_client import (
+    EtcdClient,
+    EtcdError,
+    Json,
+    Kv,
+    Txn,
+    absent,
+    b64,
+    exists,
+    key_range,
+    lease_is,
+    none_in,
+    prefix_end,
+    prefix_range,
+    put,
+    put_keeping_lease,
+    remove,
+    remove_prefix,
+    touch,
+    unchanged,
+    value_is,
+)
 from faasflow.stores._urls import redact_url
 from faasflow.stores.base import Append, Delete, Put, StateStore, WriteOp
 
@@ -102,163 +118,27 @@ _INTEGER = re.compile(rb"-?[0-9]+")
 _DEFAULT_PORT = 2379
 _OPTIONS = ("cacert", "cert", "key", "timeout")
 
-Json = dict[str, Any]
-
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _live(kv: Kv, now_ms: int) -> bool:
+    """Whether the key's deadline (its lease ID's high bits) is still ahead."""
+    return kv.lease == 0 or (kv.lease >> _LEASE_SHIFT) > now_ms
 
 
-def _prefix_end(prefix: bytes) -> bytes:
-    """etcd's ``range_end`` for "every key starting with ``prefix``"."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return b"\x00"  # etcd's "to the end of the key space"
-    return stripped[:-1] + bytes([stripped[-1] + 1])
-
-
-@dataclass(frozen=True, slots=True)
-class _Kv:
-    """One key as a range returned it."""
-
-    key: bytes
-    value: bytes
-    mod: int
-    create: int
-    lease: int
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> _Kv:
-        # The gateway omits fields that hold their default (empty value, lease 0).
-        return cls(
-            key=base64.b64decode(raw.get("key", "")),
-            value=base64.b64decode(raw.get("value", "")),
-            mod=int(raw.get("mod_revision", 0)),
-            create=int(raw.get("create_revision", 0)),
-            lease=int(raw.get("lease", 0)),
-        )
-
-    def live(self, now_ms: int) -> bool:
-        """Whether the key's deadline (its lease ID's high bits) is still ahead."""
-        return self.lease == 0 or (self.lease >> _LEASE_SHIFT) > now_ms
-
-
-def _ordered(kvs: list[_Kv]) -> list[_Kv]:
+def _ordered(kvs: list[Kv]) -> list[Kv]:
     """Members or items in the order they were written."""
     return sorted(kvs, key=lambda kv: (kv.create, kv.key))
-
-
-# -- request bodies of the gateway ----------------------------------------------------
-
-
-def _range(
-    key: bytes, end: bytes | None = None, *, keys_only: bool = False, count_only: bool = False
-) -> Json:
-    body: Json = {"key": _b64(key)}
-    if end is not None:
-        body["range_end"] = _b64(end)
-    if keys_only:
-        body["keys_only"] = True
-    if count_only:
-        body["count_only"] = True
-    return {"request_range": body}
-
-
-def _prefix_range(prefix: bytes, *, keys_only: bool = False, count_only: bool = False) -> Json:
-    return _range(prefix, _prefix_end(prefix), keys_only=keys_only, count_only=count_only)
-
-
-def _put(key: bytes, value: bytes, lease: int = 0) -> Json:
-    return {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
-
-
-def _put_keeping_lease(key: bytes, value: bytes) -> Json:
-    """Put to an existing key, which keeps whatever deadline it has."""
-    return {"request_put": {"key": _b64(key), "value": _b64(value), "ignore_lease": True}}
-
-
-def _touch(key: bytes, lease: int) -> Json:
-    """Give an existing key a new lease (deadline), keeping its value."""
-    return {"request_put": {"key": _b64(key), "ignore_value": True, "lease": str(lease)}}
-
-
-def _delete(key: bytes) -> Json:
-    return {"request_delete_range": {"key": _b64(key)}}
-
-
-def _prefix_delete(prefix: bytes) -> Json:
-    return {"request_delete_range": {"key": _b64(prefix), "range_end": _b64(_prefix_end(prefix))}}
-
-
-def _absent(key: bytes) -> Json:
-    return {"key": _b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
-
-
-def _exists(key: bytes) -> Json:
-    return {"key": _b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
-
-
-def _none_in(key: bytes, end: bytes) -> Json:
-    """No key in ``[key, end)``: a compare over a range must hold for each key in it."""
-    return {
-        "key": _b64(key),
-        "range_end": _b64(end),
-        "target": "CREATE",
-        "result": "EQUAL",
-        "create_revision": "0",
-    }
-
-
-def _unchanged(kv: _Kv) -> Json:
-    return {"key": _b64(kv.key), "target": "MOD", "result": "EQUAL", "mod_revision": str(kv.mod)}
-
-
-def _value_is(key: bytes, value: bytes) -> Json:
-    return {"key": _b64(key), "target": "VALUE", "result": "EQUAL", "value": _b64(value)}
-
-
-def _lease_is(key: bytes, lease: int) -> Json:
-    # An absent key compares as lease 0.
-    return {"key": _b64(key), "target": "LEASE", "result": "EQUAL", "lease": str(lease)}
-
-
-@dataclass(frozen=True, slots=True)
-class _Txn:
-    """What a transaction answered: whether its compares held, and each op's response."""
-
-    succeeded: bool
-    responses: list[Json]
-
-    def kvs(self, index: int) -> list[_Kv]:
-        found = self.responses[index].get("response_range", {}).get("kvs", [])
-        return [_Kv.parse(raw) for raw in found]
-
-    def count(self, index: int) -> int:
-        return int(self.responses[index].get("response_range", {}).get("count", 0))
-
-    def first(self, index: int) -> _Kv | None:
-        kvs = self.kvs(index)
-        return kvs[0] if kvs else None
 
 
 @dataclass(frozen=True, slots=True)
 class _ListSeen:
     """A list's header (``None`` = absent) and, when its TTL is refreshed, its items."""
 
-    header: _Kv | None
-    items: list[_Kv]
-
-
-class _EtcdError(StoreError):
-    """A :class:`StoreError` that keeps etcd's own message, to recognise a few of them."""
-
-    def __init__(self, message: str, detail: str) -> None:
-        super().__init__(message)
-        self.detail = detail
+    header: Kv | None
+    items: list[Kv]
 
 
 class EtcdStateStore(StateStore):
@@ -293,21 +173,18 @@ class EtcdStateStore(StateStore):
         key_file: str | None = None,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
-        if not self.endpoints:
-            raise ConfigurationError("etcd store: at least one endpoint is needed")
-        self.endpoints = [endpoint.rstrip("/") for endpoint in self.endpoints]
-        if (username is None) != (password is None):
-            raise ConfigurationError("etcd store: username and password go together")
         self.prefix = prefix
-        self.timeout = timeout
-        self.username = username
-        self._password = password
-        self._verify = self._tls_context(ca_file, cert_file, key_file)
-        self._client = client
-        self._owns_client = client is None
-        self._current = 0  # index of the endpoint that answered last
-        self._token: str | None = None
+        self._etcd = EtcdClient(
+            endpoints,
+            name=f"etcd store {prefix!r}",
+            timeout=timeout,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            client=client,
+        )
         self._root = prefix.encode()
         self._leases: dict[int, int] = {}  # rounded deadline (ms) -> lease ID
         self._lease_lock = asyncio.Lock()
@@ -395,98 +272,48 @@ class EtcdStateStore(StateStore):
             raise ConfigurationError(f"etcd store URL {shown!r}: cert= and key= go together")
         return cls(endpoints, prefix=prefix, username=username, password=password, **options)
 
-    @staticmethod
-    def _tls_context(
-        ca_file: str | None, cert_file: str | None, key_file: str | None
-    ) -> ssl.SSLContext | bool:
-        if ca_file is None and cert_file is None:
-            return True  # httpx's default verification against the system's CAs
-        try:
-            context = ssl.create_default_context(cafile=ca_file)
-            if cert_file is not None:
-                context.load_cert_chain(cert_file, key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigurationError(f"etcd store: TLS files unusable: {exc}") from None
-        return context
+    @property
+    def endpoints(self) -> list[str]:
+        """The client URLs, tried in turn."""
+        return self._etcd.endpoints
+
+    @property
+    def timeout(self) -> float:
+        """Seconds an HTTP request may take before it fails."""
+        return self._etcd.timeout
+
+    @property
+    def username(self) -> str | None:
+        """The etcd user the store authenticates as, if any."""
+        return self._etcd.username
 
     def __repr__(self) -> str:
         return f"<EtcdStateStore {self.prefix!r} at {', '.join(self.endpoints)}>"
 
-    # -- transport ----------------------------------------------------------------------
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = new_client(self.timeout, verify=self._verify)
-        return self._client
-
     async def close(self) -> None:
         """Close the HTTP connections (when the store made its client)."""
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
+        await self._etcd.close()
 
-    def _error(self, what: str, detail: str) -> _EtcdError:
-        return _EtcdError(f"etcd store {self.prefix!r}: {what} failed: {detail}", detail)
-
-    async def _send(self, what: str, path: str, payload: bytes, token: str | None) -> Json:
-        """One POST, failing over to the next endpoint when a connection cannot be made."""
-        headers = {"Authorization": token} if token else None
-        last: Exception | None = None
-        for _ in self.endpoints:
-            endpoint = self.endpoints[self._current]
-            try:
-                response = await self._http.post(endpoint + path, content=payload, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                # Nothing was sent, so another endpoint may safely get the request.
-                self._current = (self._current + 1) % len(self.endpoints)
-                last = exc
-                continue
-            except httpx.HTTPError as exc:
-                raise self._error(what, f"{type(exc).__name__}: {exc}") from exc
-            try:
-                reply = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                reply = None
-            if response.status_code == 200 and isinstance(reply, dict):
-                return reply
-            detail = reply.get("error") if isinstance(reply, dict) else None
-            if detail and "requested lease not found" in detail:
-                self._leases.clear()  # revoked early (by hand?): grant afresh next time
-            raise self._error(
-                what, str(detail or f"HTTP {response.status_code}: {response.text[:200]!r}")
-            )
-        raise self._error(what, f"{type(last).__name__}: {last}") from last
-
-    async def _call(self, what: str, path: str, body: Json) -> Json:
-        payload = orjson.dumps(body)
-        if self.username is None:
-            return await self._send(what, path, payload, None)
-        if self._token is None:
-            await self._authenticate(what)
+    # -- requests -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around a write that may name a lease: one that etcd lost is granted afresh."""
         try:
-            return await self._send(what, path, payload, self._token)
-        except _EtcdError as exc:
-            # Simple tokens expire (5 minutes by default): authenticate again, once.
-            if "invalid auth token" not in exc.detail:
-                raise
-        await self._authenticate(what)
-        return await self._send(what, path, payload, self._token)
-
-    async def _authenticate(self, what: str) -> None:
-        body = orjson.dumps({"name": self.username, "password": self._password})
-        reply = await self._send(what, "/v3/auth/authenticate", body, None)
-        self._token = str(reply.get("token", ""))
+            yield
+        except EtcdError as exc:
+            if exc.lease_not_found:
+                self._leases.clear()  # revoked early (by hand?): grant afresh next time
+            raise
 
     async def _txn(
         self, what: str, compare: list[Json], success: list[Json], failure: list[Json]
-    ) -> _Txn:
-        body: Json = {"compare": compare, "success": success, "failure": failure}
-        reply = await self._call(what, "/v3/kv/txn", body)
-        return _Txn(bool(reply.get("succeeded", False)), list(reply.get("responses", [])))
+    ) -> Txn:
+        with self._writing():
+            return await self._etcd.txn(what, compare, success, failure)
 
-    async def _read(self, what: str, ops: list[Json]) -> _Txn:
+    async def _read(self, what: str, ops: list[Json]) -> Txn:
         """Several ranges at one revision, in one round trip."""
-        return await self._txn(what, [], ops, [])
+        return await self._etcd.txn(what, [], ops, [])
 
     # -- leases -------------------------------------------------------------------------
     async def _lease(self, what: str, ttl: float | None) -> int:
@@ -516,17 +343,13 @@ class EtcdStateStore(StateStore):
         seconds = min(max(1, math.ceil((deadline - _now_ms()) / 1000) + 1), _MAX_LEASE_TTL)
         for _ in range(8):
             lease = deadline << _LEASE_SHIFT | secrets.randbits(_LEASE_SHIFT)
-            try:
-                await self._call(what, "/v3/lease/grant", {"TTL": seconds, "ID": lease})
-            except _EtcdError as exc:
-                if "lease already exists" in exc.detail:
-                    continue  # another writer drew the same random bits
-                raise
-            return lease
-        raise self._error(what, "could not grant a lease with a free ID")
+            if await self._etcd.grant(what, lease, seconds):
+                return lease
+            # Another writer drew the same random bits: draw again.
+        raise self._etcd.error(what, "could not grant a lease with a free ID")
 
-    def _check_live(self, kv: _Kv | None, now: int) -> _Kv | None:
-        return kv if kv is not None and kv.live(now) else None
+    def _check_live(self, kv: Kv | None, now: int) -> Kv | None:
+        return kv if kv is not None and _live(kv, now) else None
 
     # -- key spaces ---------------------------------------------------------------------
     def _v(self, key: str) -> bytes:
@@ -554,22 +377,22 @@ class EtcdStateStore(StateStore):
         return lock
 
     def _gave_up(self, what: str) -> StoreError:
-        return self._error(what, f"still conflicting after {_MAX_ATTEMPTS} attempts")
+        return self._etcd.error(what, f"still conflicting after {_MAX_ATTEMPTS} attempts")
 
     # -- plain values -------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         """The value at ``key``, or ``None`` when absent or expired."""
-        reply = await self._call("get", "/v3/kv/range", {"key": _b64(self._v(key))})
+        reply = await self._etcd.call("get", "/v3/kv/range", {"key": b64(self._v(key))})
         raw = reply.get("kvs")
-        kv = _Kv.parse(raw[0]) if raw else None
-        return kv.value if kv is not None and kv.live(_now_ms()) else None
+        kv = Kv.parse(raw[0]) if raw else None
+        return kv.value if kv is not None and _live(kv, _now_ms()) else None
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """The values at ``keys``, in order: one round trip per 128 keys."""
         values: list[bytes | None] = []
         for start in range(0, len(keys), _MAX_TXN_OPS):
             batch = keys[start : start + _MAX_TXN_OPS]
-            result = await self._read("get_many", [_range(self._v(key)) for key in batch])
+            result = await self._read("get_many", [key_range(self._v(key)) for key in batch])
             now = _now_ms()
             for index in range(len(batch)):
                 kv = self._check_live(result.first(index), now)
@@ -579,8 +402,9 @@ class EtcdStateStore(StateStore):
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """Store ``value`` at ``key``, expiring after ``ttl`` seconds."""
         lease = await self._lease("set", ttl)
-        put = _put(self._v(key), value, lease)["request_put"]
-        await self._call("set", "/v3/kv/put", put)
+        request = put(self._v(key), value, lease)["request_put"]
+        with self._writing():
+            await self._etcd.call("set", "/v3/kv/put", request)
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
@@ -594,17 +418,17 @@ class EtcdStateStore(StateStore):
         if limit is not None and limit <= 0:
             return []
         space = self._v("")
-        start, end = self._v(prefix), _prefix_end(self._v(prefix))
+        start, end = self._v(prefix), prefix_end(self._v(prefix))
         found: list[str] = []
         while True:
-            body: Json = {"key": _b64(start), "range_end": _b64(end), "keys_only": True}
+            body: Json = {"key": b64(start), "range_end": b64(end), "keys_only": True}
             if limit is not None:
                 body["limit"] = limit - len(found)
-            reply = await self._call("keys", "/v3/kv/range", body)
-            kvs = [_Kv.parse(raw) for raw in reply.get("kvs", [])]
+            reply = await self._etcd.call("keys", "/v3/kv/range", body)
+            kvs = [Kv.parse(raw) for raw in reply.get("kvs", [])]
             now = _now_ms()
             # etcd orders keys by their UTF-8 bytes, which is code point order.
-            found += [kv.key[len(space) :].decode() for kv in kvs if kv.live(now)]
+            found += [kv.key[len(space) :].decode() for kv in kvs if _live(kv, now)]
             if not kvs or not reply.get("more") or (limit is not None and len(found) >= limit):
                 return found if limit is None else found[:limit]
             start = kvs[-1].key + b"\x00"  # expired keys took places: read on
@@ -632,13 +456,13 @@ class EtcdStateStore(StateStore):
         for op in writes:
             if isinstance(op, Put):
                 lease = 0 if op.ttl is None else leases[op.ttl]
-                plain[self._v(op.key)] = _put(self._v(op.key), op.value, lease)
+                plain[self._v(op.key)] = put(self._v(op.key), op.value, lease)
             elif isinstance(op, Append):
                 lists.setdefault(op.key, []).append(op)
             else:
-                plain[self._v(op.key)] = _delete(self._v(op.key))
+                plain[self._v(op.key)] = remove(self._v(op.key))
         required = list(require.items())
-        seen: dict[str, _Kv | None] | None = None  # None: not read yet, guess
+        seen: dict[str, Kv | None] | None = None  # None: not read yet, guess
         seen_lists: dict[str, _ListSeen | None] = dict.fromkeys(lists)
         for _ in range(_MAX_ATTEMPTS):
             compare: list[Json] = []
@@ -649,13 +473,13 @@ class EtcdStateStore(StateStore):
                 if seen is None:
                     # Guess the common case: a value written without TTL.
                     if expected is None:
-                        compare.append(_absent(vkey))
+                        compare.append(absent(vkey))
                     else:
-                        compare += [_value_is(vkey, expected), _lease_is(vkey, 0)]
+                        compare += [value_is(vkey, expected), lease_is(vkey, 0)]
                 else:
                     kv = seen[key]
-                    compare.append(_absent(vkey) if kv is None else _unchanged(kv))
-                failure.append(_range(vkey))
+                    compare.append(absent(vkey) if kv is None else unchanged(kv))
+                failure.append(key_range(vkey))
             for key, ops in lists.items():
                 self._plan_append(key, ops, leases, seen_lists[key], compare, success, failure)
             result = await self._txn(what, compare, success, failure)
@@ -675,8 +499,8 @@ class EtcdStateStore(StateStore):
                 refresh = any(op.ttl is not None for op in ops)
                 items = result.kvs(index + 1) if refresh else []
                 index += 2 if refresh else 1
-                if header is not None and not header.live(now):
-                    await self._purge(what, _unchanged(header), self._m(key), self._l(key))
+                if header is not None and not _live(header, now):
+                    await self._purge(what, unchanged(header), self._m(key), self._l(key))
                     seen_lists[key] = None
                 else:
                     seen_lists[key] = _ListSeen(header, items)
@@ -702,25 +526,25 @@ class EtcdStateStore(StateStore):
             # Absent (or a guess): a list without TTL may already exist, whose header
             # then has lease 0 too; with a TTL only a new list fits this plan.
             lease = refresh or 0
-            compare.append(_lease_is(header_key, 0) if refresh is None else _absent(header_key))
+            compare.append(lease_is(header_key, 0) if refresh is None else absent(header_key))
         elif refresh is None:
             lease = header.lease  # new items join the list's deadline
-            compare.append(_lease_is(header_key, lease))
+            compare.append(lease_is(header_key, lease))
         else:
             lease = refresh
-            compare.append(_unchanged(header))
+            compare.append(unchanged(header))
             assert seen is not None
-            success += [_touch(item.key, lease) for item in seen.items]
+            success += [touch(item.key, lease) for item in seen.items]
         # Every append rewrites the header, so that guarding it guards the items.
-        success.append(_put(header_key, b"", lease))
-        success += [_put(self._item(key), op.value, lease) for op in ops]
-        failure.append(_range(header_key))
+        success.append(put(header_key, b"", lease))
+        success += [put(self._item(key), op.value, lease) for op in ops]
+        failure.append(key_range(header_key))
         if refresh is not None:
-            failure.append(_prefix_range(self._l(key), keys_only=True))
+            failure.append(prefix_range(self._l(key), keys_only=True))
 
     async def _purge(self, what: str, guard: Json, header_key: bytes, members: bytes) -> None:
         """Delete an expired set or list that its lease has not removed yet."""
-        await self._txn(what, [guard], [_delete(header_key), _prefix_delete(members)], [])
+        await self._txn(what, [guard], [remove(header_key), remove_prefix(members)], [])
 
     # -- sets ---------------------------------------------------------------------------
     async def add_to_set(self, key: str, member: str, *, ttl: float | None = None) -> int:
@@ -733,34 +557,34 @@ class EtcdStateStore(StateStore):
         lease = await self._lease("add_to_set", ttl)
         space = self._s(key)
         header_key, member_key = self._h(key), space + member.encode()
-        count = _prefix_range(space, count_only=True)
-        failure = [_range(header_key), _range(member_key, keys_only=True), count]
+        count = prefix_range(space, count_only=True)
+        failure = [key_range(header_key), key_range(member_key, keys_only=True), count]
         if ttl is not None:  # every member gets the new deadline: read them all
-            failure.append(_prefix_range(space, keys_only=True))
-        header: _Kv | None = None  # first guess: no set, or one without a deadline
-        members: list[_Kv] = []
+            failure.append(prefix_range(space, keys_only=True))
+        header: Kv | None = None  # first guess: no set, or one without a deadline
+        members: list[Kv] = []
         for _ in range(_MAX_ATTEMPTS):
             if header is None and ttl is None:
-                compare = [_absent(member_key), _lease_is(header_key, 0)]
-                success = [_put(member_key, b""), _put(header_key, b""), count]
+                compare = [absent(member_key), lease_is(header_key, 0)]
+                success = [put(member_key, b""), put(header_key, b""), count]
             elif header is None:
-                compare = [_absent(header_key)]
-                success = [_put(member_key, b"", lease), _put(header_key, b"", lease), count]
+                compare = [absent(header_key)]
+                success = [put(member_key, b"", lease), put(header_key, b"", lease), count]
             elif ttl is None:
                 # New members join the set's deadline; a set given another deadline
                 # meanwhile fails the compare.
-                compare = [_absent(member_key), _lease_is(header_key, header.lease)]
+                compare = [absent(member_key), lease_is(header_key, header.lease)]
                 success = [
-                    _put(member_key, b"", header.lease),
-                    _put(header_key, b"", header.lease),
+                    put(member_key, b"", header.lease),
+                    put(header_key, b"", header.lease),
                     count,
                 ]
             else:
                 # Every add rewrites the header, so an unchanged header means no member
                 # was added; each member's own revision shows that it was not removed.
-                compare = [_unchanged(header), *map(_unchanged, members)]
-                success = [_touch(kv.key, lease) for kv in members if kv.key != member_key]
-                success += [_put(member_key, b"", lease), _put(header_key, b"", lease), count]
+                compare = [unchanged(header), *map(unchanged, members)]
+                success = [touch(kv.key, lease) for kv in members if kv.key != member_key]
+                success += [put(member_key, b"", lease), put(header_key, b"", lease), count]
             result = await self._txn("add_to_set", compare, success, failure)
             if result.succeeded:
                 return result.count(len(success) - 1)
@@ -768,9 +592,9 @@ class EtcdStateStore(StateStore):
             members = result.kvs(3) if ttl is not None else []
             if header is None:
                 if found is not None:  # members without a header cannot be: clear them
-                    await self._purge("add_to_set", _absent(header_key), header_key, space)
-            elif not header.live(_now_ms()):
-                await self._purge("add_to_set", _unchanged(header), header_key, space)
+                    await self._purge("add_to_set", absent(header_key), header_key, space)
+            elif not _live(header, _now_ms()):
+                await self._purge("add_to_set", unchanged(header), header_key, space)
                 header = None
             elif found is not None and ttl is None:
                 return result.count(2)  # already a member, as of this revision
@@ -786,24 +610,24 @@ class EtcdStateStore(StateStore):
         alone = {
             "request_txn": {
                 "compare": [
-                    _none_in(space, member_key),
-                    _none_in(member_key + b"\x00", _prefix_end(space)),
+                    none_in(space, member_key),
+                    none_in(member_key + b"\x00", prefix_end(space)),
                 ],
-                "success": [_delete(header_key)],
+                "success": [remove(header_key)],
                 "failure": [],
             }
         }
-        reads = [_range(header_key), _range(member_key, keys_only=True)]
+        reads = [key_range(header_key), key_range(member_key, keys_only=True)]
         lease = 0  # first guess: a set without a deadline
         for _ in range(_MAX_ATTEMPTS):
-            compare = [_exists(member_key), _lease_is(header_key, lease)]
+            compare = [exists(member_key), lease_is(header_key, lease)]
             result = await self._txn(
-                "remove_from_set", compare, [_delete(member_key), alone], reads
+                "remove_from_set", compare, [remove(member_key), alone], reads
             )
             if result.succeeded:
                 return True
             header, found = result.first(0), result.first(1)
-            if header is None or found is None or not header.live(_now_ms()):
+            if header is None or found is None or not _live(header, _now_ms()):
                 return False
             lease = header.lease
         raise self._gave_up("remove_from_set")
@@ -812,7 +636,7 @@ class EtcdStateStore(StateStore):
         """The members of the set at ``key`` in first-added order."""
         space = self._s(key)
         result = await self._read(
-            "set_members", [_range(self._h(key)), _prefix_range(space, keys_only=True)]
+            "set_members", [key_range(self._h(key)), prefix_range(space, keys_only=True)]
         )
         if self._check_live(result.first(0), _now_ms()) is None:
             return []
@@ -831,29 +655,29 @@ class EtcdStateStore(StateStore):
     async def _increment(
         self, key: str, vkey: bytes, by: int, ttl: float | None, lease: int
     ) -> int:
-        kv: _Kv | None = None  # first guess: absent
+        kv: Kv | None = None  # first guess: absent
         for _ in range(_MAX_ATTEMPTS):
             if kv is None:
                 total = by
-                compare = [_absent(vkey)]
-                success = [_put(vkey, b"%d" % total, lease)]
+                compare = [absent(vkey)]
+                success = [put(vkey, b"%d" % total, lease)]
             else:
-                compare = [_unchanged(kv)]
-                if kv.live(_now_ms()):
+                compare = [unchanged(kv)]
+                if _live(kv, _now_ms()):
                     if not _INTEGER.fullmatch(kv.value):
-                        raise self._error(
+                        raise self._etcd.error(
                             "increment", f"{key!r} holds {kv.value[:40]!r}, not an integer"
                         )
                     total = int(kv.value) + by
                     success = [
-                        _put(vkey, b"%d" % total, lease)
+                        put(vkey, b"%d" % total, lease)
                         if ttl is not None
-                        else _put_keeping_lease(vkey, b"%d" % total)
+                        else put_keeping_lease(vkey, b"%d" % total)
                     ]
                 else:  # expired: starts again from zero, without the old deadline
                     total = by
-                    success = [_put(vkey, b"%d" % total, lease)]
-            result = await self._txn("increment", compare, success, [_range(vkey)])
+                    success = [put(vkey, b"%d" % total, lease)]
+            result = await self._txn("increment", compare, success, [key_range(vkey)])
             if result.succeeded:
                 return total
             kv = result.first(0)
@@ -865,7 +689,9 @@ class EtcdStateStore(StateStore):
 
     async def read_list(self, key: str) -> list[bytes]:
         """Every item of the list at ``key``, oldest first."""
-        result = await self._read("read_list", [_range(self._m(key)), _prefix_range(self._l(key))])
+        result = await self._read(
+            "read_list", [key_range(self._m(key)), prefix_range(self._l(key))]
+        )
         if self._check_live(result.first(0), _now_ms()) is None:
             return []
         return [kv.value for kv in _ordered(result.kvs(1))]
@@ -874,11 +700,11 @@ class EtcdStateStore(StateStore):
     async def delete(self, key: str) -> None:
         """Remove ``key`` whatever it holds, in one transaction."""
         ops = [
-            _delete(self._v(key)),
-            _delete(self._h(key)),
-            _prefix_delete(self._s(key)),
-            _delete(self._m(key)),
-            _prefix_delete(self._l(key)),
+            remove(self._v(key)),
+            remove(self._h(key)),
+            remove_prefix(self._s(key)),
+            remove(self._m(key)),
+            remove_prefix(self._l(key)),
         ]
         await self._txn("delete", [], ops, [])
 
@@ -887,22 +713,22 @@ class EtcdStateStore(StateStore):
         text = prefix.encode()
         spaces = [self._root + kind + text for kind in (b"v/", b"h/", b"s/", b"m/", b"l/")]
         counted = [spaces[0], spaces[1], spaces[3]]  # values and the headers of sets, lists
-        ops = [_prefix_range(space, keys_only=True) for space in counted]
-        ops += [_prefix_delete(space) for space in spaces]
+        ops = [prefix_range(space, keys_only=True) for space in counted]
+        ops += [remove_prefix(space) for space in spaces]
         result = await self._txn("delete_prefix", [], ops, [])
         now = _now_ms()
-        return sum(kv.live(now) for index in range(len(counted)) for kv in result.kvs(index))
+        return sum(_live(kv, now) for index in range(len(counted)) for kv in result.kvs(index))
 
     async def expire(self, key: str, ttl: float) -> None:
         """Make ``key`` (of any kind) expire ``ttl`` seconds from now."""
         lease = await self._lease("expire", ttl)
         value_key, set_key, list_key = self._v(key), self._h(key), self._m(key)
         reads = [
-            _range(value_key, keys_only=True),
-            _range(set_key, keys_only=True),
-            _prefix_range(self._s(key), keys_only=True),
-            _range(list_key, keys_only=True),
-            _prefix_range(self._l(key), keys_only=True),
+            key_range(value_key, keys_only=True),
+            key_range(set_key, keys_only=True),
+            prefix_range(self._s(key), keys_only=True),
+            key_range(list_key, keys_only=True),
+            prefix_range(self._l(key), keys_only=True),
         ]
         result = await self._read("expire", reads)
         for _ in range(_MAX_ATTEMPTS):
@@ -919,14 +745,14 @@ class EtcdStateStore(StateStore):
                 (list_key, 3, 4),
             ):
                 kv = result.first(header_index)
-                compare.append(_absent(name) if kv is None else _unchanged(kv))
-                if kv is not None and kv.live(now):
-                    success.append(_touch(kv.key, lease))
+                compare.append(absent(name) if kv is None else unchanged(kv))
+                if kv is not None and _live(kv, now):
+                    success.append(touch(kv.key, lease))
                     if members_index is not None:
                         members = result.kvs(members_index)
-                        success += [_touch(m.key, lease) for m in members]
+                        success += [touch(m.key, lease) for m in members]
                         if name == set_key:
-                            compare += map(_unchanged, members)
+                            compare += map(unchanged, members)
             if not success:
                 return
             result = await self._txn("expire", compare, success, reads)
