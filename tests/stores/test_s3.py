@@ -91,15 +91,15 @@ def test_from_url_reads_credentials_and_options() -> None:
     store = S3DataStore.from_url(
         "s3://AKID:se%2Fcr%2Bet@my.bucket?region=eu-west-1&profile=ci&create_bucket=no"
     )
-    assert store._credentials.access_key == "AKID"
-    assert store._credentials.secret_key == "se/cr+et"
+    assert store._s3.credentials.access_key == "AKID"
+    assert store._s3.credentials.secret_key == "se/cr+et"
     assert (store.bucket, store.prefix, store.region, store.profile) == (
         "my.bucket", "", "eu-west-1", "ci"
     )
     assert store.endpoint is None
     assert store.create_bucket is False
     anonymous_chain = S3DataStore.from_url("s3://bucket/p")
-    assert anonymous_chain._credentials is None
+    assert anonymous_chain._s3.credentials is None
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ async def test_missing_bucket_is_a_clear_error(s3_endpoint: str) -> None:
     with pytest.raises(ConfigurationError, match=r"bucket 'no-such-bucket' does not exist.*"
                        r"create_bucket=true"):
         await store.open()
-    assert store._client is None  # closed again
+    assert store._s3.http is None  # closed again
 
 
 async def test_create_bucket_is_idempotent(s3_endpoint: str) -> None:
@@ -322,12 +322,12 @@ async def test_expiry_is_object_metadata(s3_endpoint: str) -> None:
     async with new_client() as client, _store(s3_endpoint, _prefix(), client=client) as store:
         await store.put("k", b"v", ttl=LONG_TTL)
         await store.put("forever", b"v")
-        head = await store._send("test", "HEAD", store._object("k"))
+        head = await store._s3.send("test", "HEAD", store._object("k"))
         assert float(head.headers[EXPIRES_HEADER]) > 0
-        head = await store._send("test", "HEAD", store._object("forever"))
+        head = await store._s3.send("test", "HEAD", store._object("forever"))
         assert EXPIRES_HEADER not in head.headers
         await store.expire("forever", LONG_TTL)
-        head = await store._send("test", "HEAD", store._object("forever"))
+        head = await store._s3.send("test", "HEAD", store._object("forever"))
         assert EXPIRES_HEADER in head.headers
         assert await store.get("forever") == b"v"
 
@@ -339,7 +339,7 @@ async def test_expired_object_is_deleted_by_the_reader(s3_endpoint: str) -> None
         await wait_past(0.01)
         assert await store.get("k") is None
         # Gone for real: a store reading without expiry checks finds nothing either.
-        assert (await peek._send("test", "HEAD", peek._object("k"), ok=(200, 404))).status_code \
+        assert (await peek._s3.send("test", "HEAD", peek._object("k"), ok=(200, 404))).status_code \
             == 404
 
 

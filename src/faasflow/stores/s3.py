@@ -5,15 +5,9 @@ with dots) or a compatible server such as MinIO (``?endpoint=``; path-style addr
 
     s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1
 
-**Client.** Requests go out on our own async :mod:`httpx` client, each signed with
-botocore's SigV4 signer (:class:`botocore.auth.S3SigV4Auth`); credentials come from a
-botocore ``Session``, that is the standard AWS chain (environment, profile files,
-container and instance metadata), unless given explicitly. Why not aiobotocore or
-boto3: aiobotocore pins exact botocore versions and so conflicts with the other AWS
-tools installed beside faasflow, and boto3 is blocking. The handful of S3 calls a data
-store needs (PUT, GET, HEAD, DELETE, CopyObject, ListObjectsV2, DeleteObjects) are small
-to write, and botocore's signer plus the async client keeps every call fully async,
-with one connection pool per store.
+**Client.** Requests are signed with botocore's SigV4 signer and sent on an async httpx
+client (:mod:`faasflow.stores._s3_client`); credentials come from the standard AWS chain
+(environment, profile files, container and instance metadata) unless given explicitly.
 
 **Layout.** One bucket per deployment and a key prefix per flow, never a bucket per
 request; the prefixes of two stores must not nest (``a/`` and ``a/b/``), or the outer
@@ -51,24 +45,24 @@ import contextlib
 import hashlib
 import re
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 import httpx
-from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import (  # type: ignore[import-untyped]
-    Credentials,
-    RefreshableCredentials,
-)
-from botocore.exceptions import BotoCoreError  # type: ignore[import-untyped]
-from botocore.session import Session  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from faasflow.errors import ConfigurationError, StoreError
-from faasflow.httpclient import new_client
+from faasflow.stores._s3_client import (
+    S3_NS,
+    S3Client,
+    child_text,
+    local_name,
+    parse_xml,
+    s3_error,
+    url_path,
+)
 from faasflow.stores._urls import redact_url
 from faasflow.stores.base import DataStore
 
@@ -76,11 +70,7 @@ __all__ = ["S3DataStore", "encode_key"]
 
 EXPIRES_HEADER = "x-amz-meta-expires-at"
 _CONTENT_TYPE = "application/octet-stream"
-_S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _HEADS_AT_ONCE = 16
-_ATTEMPTS = 3
-_RETRY_STATUS = frozenset({500, 502, 503, 504})
-_SIGN_IN_THREAD = 256 * 1024  # hashing a bigger body would stall the event loop
 _KEY_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~/")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SAFE = re.compile(r"^[A-Za-z0-9!\-_.*'()/]*$")
@@ -97,19 +87,6 @@ def encode_key(key: str) -> str:
     return "".join(chr(b) if b in _KEY_SAFE else f"%{b:02X}" for b in key.encode("utf-8"))
 
 
-def _url_path(object_key: str) -> str:
-    # Object keys hold only unreserved characters, "/" and "%": escaping "%" once more
-    # gives the path exactly as S3's canonical request encodes it.
-    return quote(object_key, safe="/~")
-
-
-def _query(params: Mapping[str, str]) -> str:
-    """A query string in SigV4's canonical form (sorted, strictly encoded)."""
-    return "&".join(
-        f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
-    )
-
-
 def _deadline(ttl: float | None) -> dict[str, str]:
     if ttl is None:
         return {}
@@ -124,41 +101,6 @@ def _expired(headers: httpx.Headers) -> bool:
         return float(value) <= time.time()
     except ValueError:
         return False  # written by someone else: keep the object rather than lose it
-
-
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _xml(body: bytes) -> ET.Element | None:
-    try:
-        return ET.fromstring(body)
-    except ET.ParseError:
-        return None
-
-
-def _child_text(element: ET.Element, name: str) -> str:
-    for child in element:
-        if _local(child.tag) == name:
-            return child.text or ""
-    return ""
-
-
-def _s3_error(response: httpx.Response) -> tuple[str, str]:
-    """The S3 error code and message of a failed response (HEAD has no body)."""
-    root = _xml(response.content) if response.content else None
-    if root is not None and _local(root.tag) == "Error":
-        return _child_text(root, "Code") or str(response.status_code), _child_text(
-            root, "Message"
-        )
-    code = {
-        301: "PermanentRedirect",
-        400: "BadRequest",
-        403: "AccessDenied",
-        404: "NotFound",
-        412: "PreconditionFailed",
-    }.get(response.status_code, f"HTTP{response.status_code}")
-    return code, response.reason_phrase
 
 
 def _parse_bool(url: str, name: str, value: str) -> bool:
@@ -233,20 +175,21 @@ class S3DataStore(DataStore):
             )
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-        self.endpoint = endpoint.rstrip("/") if endpoint else None
-        self.region = region
-        self.profile = profile
         self.create_bucket = create_bucket
-        self.timeout = timeout
-        self._credentials: Any = (
-            Credentials(access_key_id, secret_access_key, session_token)
-            if access_key_id is not None
-            else None
+        self._s3 = S3Client(
+            bucket,
+            name=repr(self),
+            endpoint=endpoint.rstrip("/") if endpoint else None,
+            region=region,
+            credentials=(
+                Credentials(access_key_id, secret_access_key, session_token)
+                if access_key_id is not None
+                else None
+            ),
+            profile=profile,
+            timeout=timeout,
+            client=client,
         )
-        self._client = client
-        self._owns_client = client is None
-        self._base = ""
-        self._root = ""
 
     @classmethod
     def from_url(cls, url: str) -> S3DataStore:
@@ -332,6 +275,26 @@ class S3DataStore(DataStore):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} s3://{self.bucket}/{self.prefix}>"
 
+    @property
+    def endpoint(self) -> str | None:
+        """The server's ``http(s)://host[:port]``; ``None`` for AWS."""
+        return self._s3.endpoint
+
+    @property
+    def region(self) -> str | None:
+        """The signing region (read from the AWS configuration by :meth:`open`)."""
+        return self._s3.region
+
+    @property
+    def profile(self) -> str | None:
+        """The AWS profile the credential chain reads."""
+        return self._s3.profile
+
+    @property
+    def timeout(self) -> float:
+        """Seconds for connecting and for each read or write of a request."""
+        return self._s3.timeout
+
     # -- lifetime ---------------------------------------------------------------------
     async def open(self) -> None:
         """Resolve credentials and region, then check (or create) the bucket.
@@ -340,12 +303,7 @@ class S3DataStore(DataStore):
             ConfigurationError: no credentials, or the bucket does not exist.
             StoreError: the endpoint cannot be reached or refuses access.
         """
-        if self._credentials is None or self.region is None:
-            # The credential chain may read files and ask instance metadata over HTTP.
-            self._credentials, self.region = await asyncio.to_thread(self._resolve)
-        self._base, self._root = self._locate()
-        if self._client is None:
-            self._client = new_client(timeout=self.timeout)
+        await self._s3.open()
         try:
             await self._check_bucket()
         except BaseException:
@@ -353,36 +311,13 @@ class S3DataStore(DataStore):
             raise
 
     async def close(self) -> None:
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-            self._client = None
-
-    def _resolve(self) -> tuple[Any, str]:
-        try:
-            session = Session(profile=self.profile)
-            credentials = self._credentials or session.get_credentials()
-            region = self.region or session.get_config_variable("region") or "us-east-1"
-        except BotoCoreError as exc:
-            raise ConfigurationError(f"{self!r}: AWS configuration: {exc}") from exc
-        if credentials is None:
-            raise ConfigurationError(
-                f"{self!r}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or put them in the store URL"
-            )
-        return credentials, region
-
-    def _locate(self) -> tuple[str, str]:
-        """The base URL requests go to, and the bucket's path under it."""
-        if self.endpoint is not None:
-            return self.endpoint, f"/{self.bucket}"
-        suffix = "amazonaws.com.cn" if str(self.region).startswith("cn-") else "amazonaws.com"
-        if "." in self.bucket:
-            # A dotted name does not match the wildcard TLS certificate of virtual hosts.
-            return f"https://s3.{self.region}.{suffix}", f"/{self.bucket}"
-        return f"https://{self.bucket}.s3.{self.region}.{suffix}", ""
+        """Close the connections (when the store made its httpx client)."""
+        await self._s3.close()
 
     async def _check_bucket(self) -> None:
-        response = await self._send("open", "HEAD", self._root or "/", ok=(200, 301, 403, 404))
+        response = await self._s3.send(
+            "open", "HEAD", self._s3.bucket_path, ok=(200, 301, 403, 404)
+        )
         if response.status_code == 200:
             return
         if response.status_code == 404 and self.create_bucket:
@@ -411,23 +346,23 @@ class S3DataStore(DataStore):
         body = b""
         if self.region != "us-east-1":
             body = (
-                f'<CreateBucketConfiguration xmlns="{_S3_NS}"><LocationConstraint>'
+                f'<CreateBucketConfiguration xmlns="{S3_NS}"><LocationConstraint>'
                 f"{self.region}</LocationConstraint></CreateBucketConfiguration>"
             ).encode()
-        response = await self._send(
-            "create_bucket", "PUT", self._root or "/", body=body, ok=(200, 409)
+        response = await self._s3.send(
+            "create_bucket", "PUT", self._s3.bucket_path, body=body, ok=(200, 409)
         )
         # BucketAlreadyOwnedByYou: another process of ours made it first.
-        if response.status_code == 409 and _s3_error(response)[0] != "BucketAlreadyOwnedByYou":
-            raise self._error("create_bucket", None, response)
+        if response.status_code == 409 and s3_error(response)[0] != "BucketAlreadyOwnedByYou":
+            raise self._s3.error("create_bucket", None, response)
 
     # -- the data store -----------------------------------------------------------------
     async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
         headers = {"Content-Type": _CONTENT_TYPE, **_deadline(ttl)}
-        await self._send("put", "PUT", self._object(key), body=data, headers=headers, key=key)
+        await self._s3.send("put", "PUT", self._object(key), body=data, headers=headers, key=key)
 
     async def get(self, key: str) -> bytes | None:
-        response = await self._send("get", "GET", self._object(key), ok=(200, 404), key=key)
+        response = await self._s3.send("get", "GET", self._object(key), ok=(200, 404), key=key)
         if response.status_code == 404:
             return None
         if _expired(response.headers):
@@ -436,7 +371,7 @@ class S3DataStore(DataStore):
         return response.content
 
     async def delete(self, key: str) -> None:
-        await self._send("delete", "DELETE", self._object(key), ok=(200, 204, 404), key=key)
+        await self._s3.send("delete", "DELETE", self._object(key), ok=(200, 204, 404), key=key)
 
     async def delete_prefix(self, prefix: str) -> int:
         return await self._delete_listed(prefix, expired_only=False)
@@ -452,7 +387,7 @@ class S3DataStore(DataStore):
     async def expire(self, key: str, ttl: float) -> None:
         path = self._object(key)
         for _ in range(5):
-            head = await self._send("expire", "HEAD", path, ok=(200, 404), key=key)
+            head = await self._s3.send("expire", "HEAD", path, ok=(200, 404), key=key)
             if head.status_code == 404:
                 return
             etag = head.headers.get("etag", "")
@@ -461,25 +396,25 @@ class S3DataStore(DataStore):
                 return  # never revive an expired value
             headers = {
                 "Content-Type": _CONTENT_TYPE,
-                "x-amz-copy-source": f"/{self.bucket}/{_url_path(self._key(key))}",
+                "x-amz-copy-source": f"/{self.bucket}/{url_path(self._key(key))}",
                 "x-amz-metadata-directive": "REPLACE",
                 **_deadline(ttl),
             }
             if etag:
                 # Rewrite only the value seen alive; a value put meanwhile is looked at anew.
                 headers["x-amz-copy-source-if-match"] = etag
-            copied = await self._send(
+            copied = await self._s3.send(
                 "expire", "PUT", path, headers=headers, ok=(200, 404, 412), key=key
             )
             if copied.status_code == 404:
                 return
             if copied.status_code == 200:
-                root = _xml(copied.content)
+                root = parse_xml(copied.content)
                 # CopyObject may answer 200 and report its failure in the body.
-                if root is None or _local(root.tag) != "Error":
+                if root is None or local_name(root.tag) != "Error":
                     return
-                if _child_text(root, "Code") != "PreconditionFailed":
-                    raise self._error("expire", key, copied)
+                if child_text(root, "Code") != "PreconditionFailed":
+                    raise self._s3.error("expire", key, copied)
         raise StoreError(f"{self!r}: expire {key!r} failed: the object kept changing")
 
     # -- internals --------------------------------------------------------------------
@@ -487,7 +422,7 @@ class S3DataStore(DataStore):
         return self.prefix + encode_key(key)
 
     def _object(self, key: str) -> str:
-        return f"{self._root}/{_url_path(self._key(key))}"
+        return self._s3.object_path(self._key(key))
 
     async def _purge(self, key: str, etag: str | None) -> None:
         """Delete an expired object unless it was written again meanwhile."""
@@ -495,7 +430,7 @@ class S3DataStore(DataStore):
         # A failed purge changes nothing for the caller (the value reads as absent
         # either way); the next reader or delete_prefix removes the object.
         with contextlib.suppress(StoreError):
-            await self._send(
+            await self._s3.send(
                 "purge", "DELETE", self._object(key), headers=headers,
                 ok=(200, 204, 404, 409, 412, 501), key=key,
             )
@@ -507,8 +442,8 @@ class S3DataStore(DataStore):
         async def alive(object_key: str) -> bool | None:
             """Live (True), expired (False) or already gone (None)."""
             async with gate:
-                head = await self._send(
-                    what, "HEAD", f"{self._root}/{_url_path(object_key)}", ok=(200, 404),
+                head = await self._s3.send(
+                    what, "HEAD", self._s3.object_path(object_key), ok=(200, 404),
                     key=prefix,
                 )
             if head.status_code == 404:
@@ -523,12 +458,14 @@ class S3DataStore(DataStore):
             }
             if token:
                 params["continuation-token"] = token
-            listing = await self._send(what, "GET", self._root or "/", params=params, key=prefix)
-            root = _xml(listing.content)
+            listing = await self._s3.send(
+                what, "GET", self._s3.bucket_path, params=params, key=prefix
+            )
+            root = parse_xml(listing.content)
             if root is None:
                 raise StoreError(f"{self!r}: {what} {prefix!r} failed: unreadable listing")
             keys = [
-                _child_text(item, "Key") for item in root if _local(item.tag) == "Contents"
+                child_text(item, "Key") for item in root if local_name(item.tag) == "Contents"
             ]
             states = await asyncio.gather(*(alive(k) for k in keys))
             doomed = [
@@ -538,8 +475,8 @@ class S3DataStore(DataStore):
             await self._delete_objects(what, prefix, doomed)
             counted = not expired_only  # the live ones, or when purging the expired ones
             removed += sum(1 for state in states if state is counted)
-            token = _child_text(root, "NextContinuationToken")
-            if _child_text(root, "IsTruncated") != "true" or not token:
+            token = child_text(root, "NextContinuationToken")
+            if child_text(root, "IsTruncated") != "true" or not token:
                 return removed
 
     async def _delete_objects(self, what: str, prefix: str, keys: Iterable[str]) -> None:
@@ -549,98 +486,19 @@ class S3DataStore(DataStore):
                 f"<Object><Key>{escape(k)}</Key></Object>"
                 for k in batch[start : start + self.page_size]
             )
-            body = f'<Delete xmlns="{_S3_NS}"><Quiet>true</Quiet>{objects}</Delete>'.encode()
+            body = f'<Delete xmlns="{S3_NS}"><Quiet>true</Quiet>{objects}</Delete>'.encode()
             md5 = hashlib.md5(body, usedforsecurity=False).digest()
-            response = await self._send(
-                what, "POST", self._root or "/", params={"delete": ""}, body=body, key=prefix,
+            response = await self._s3.send(
+                what, "POST", self._s3.bucket_path, params={"delete": ""}, body=body, key=prefix,
                 headers={"Content-MD5": base64.b64encode(md5).decode(),
                          "Content-Type": "application/xml"},
             )
-            root = _xml(response.content)
-            errors = [e for e in (root if root is not None else []) if _local(e.tag) == "Error"]
+            root = parse_xml(response.content)
+            errors = [e for e in (root if root is not None else []) if local_name(e.tag) == "Error"]
             if errors:
                 first = errors[0]
                 raise StoreError(
-                    f"{self!r}: {what} {prefix!r} failed: {_child_text(first, 'Code')}: "
-                    f"{_child_text(first, 'Message')} (object {_child_text(first, 'Key')!r}, "
+                    f"{self!r}: {what} {prefix!r} failed: {child_text(first, 'Code')}: "
+                    f"{child_text(first, 'Message')} (object {child_text(first, 'Key')!r}, "
                     f"{len(errors)} not deleted)"
                 )
-
-    @property
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None or not self._base:
-            raise StoreError(f"{self!r} is not open; use 'async with' or await open()")
-        return self._client
-
-    async def _signed_headers(
-        self, method: str, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> dict[str, str]:
-        credentials = self._credentials
-        request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-        try:
-            if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
-                # Refreshing asks STS, a container or instance metadata over HTTP.
-                frozen = await asyncio.to_thread(credentials.get_frozen_credentials)
-            else:
-                frozen = credentials.get_frozen_credentials()
-            signer = S3SigV4Auth(frozen, "s3", self.region)
-            if len(body) > _SIGN_IN_THREAD:
-                await asyncio.to_thread(signer.add_auth, request)
-            else:
-                signer.add_auth(request)
-        except BotoCoreError as exc:
-            raise StoreError(f"{self!r}: signing failed: {exc}") from exc
-        return {name: str(value) for name, value in request.headers.items()}
-
-    async def _send(
-        self,
-        what: str,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: bytes = b"",
-        headers: Mapping[str, str] | None = None,
-        ok: tuple[int, ...] = (200, 204),
-        key: str | None = None,
-    ) -> httpx.Response:
-        """Sign and send one request, retrying transient failures.
-
-        Returns the response when its status is in ``ok``; raises StoreError otherwise.
-        """
-        client = self._http
-        url = self._base + path
-        if params:
-            url += "?" + _query(params)
-        for attempt in range(1, _ATTEMPTS + 1):
-            signed = await self._signed_headers(method, url, body, headers or {})
-            try:
-                response = await client.request(
-                    method, url, headers=signed, content=body if body or method == "PUT" else None
-                )
-            except httpx.HTTPError as exc:
-                if attempt < _ATTEMPTS and isinstance(exc, httpx.TransportError):
-                    await asyncio.sleep(0.05 * 4 ** (attempt - 1))
-                    continue
-                where = self.endpoint or self._base
-                subject = f" {key!r}" if key is not None else ""
-                trouble = "cannot reach" if isinstance(exc, httpx.TransportError) else "with"
-                raise StoreError(
-                    f"{self!r}: {what}{subject} failed: {trouble} {where}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            if response.status_code in ok:
-                return response
-            if response.status_code in _RETRY_STATUS and attempt < _ATTEMPTS:
-                await asyncio.sleep(0.05 * 4 ** (attempt - 1))
-                continue
-            raise self._error(what, key, response)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _error(self, what: str, key: str | None, response: httpx.Response) -> StoreError:
-        code, message = _s3_error(response)
-        subject = f" {key!r}" if key is not None else ""
-        detail = f": {message}" if message else ""
-        return StoreError(
-            f"{self!r}: {what}{subject} failed: {code}{detail} (HTTP {response.status_code})"
-        )
