@@ -407,7 +407,7 @@ def http_contender(flow: FlowServer, cluster: Cluster, client: httpx.AsyncClient
 async def sqlite_histories(path: Path, rids: Sequence[str]) -> list[list[dict[str, Any]]]:
     """The requests' histories, read from a flow server's SQLite file (WAL: the server
     keeps writing meanwhile)."""
-    from faasflow.engine import keys
+    from faasflow.engine import _keys as keys
     from faasflow.stores.sqlite import SqliteStateStore
 
     store = SqliteStateStore(path)

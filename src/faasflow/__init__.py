@@ -6,9 +6,8 @@ Write ``define(flow, context)`` to compose functions into a DAG; run it embedded
 
 from faasflow.dsl.graph import Dag, Node, Workflow
 from faasflow.dsl.options import Retry
-from faasflow.embedded import Engine, arun, run
 from faasflow.engine.context import Context
-from faasflow.engine.records import FailureInfo, RequestInfo, RequestPage
+from faasflow.engine.views import FailureInfo, RequestInfo, RequestPage
 from faasflow.errors import (
     ConfigurationError,
     DuplicateRequestError,
@@ -28,6 +27,7 @@ from faasflow.errors import (
     TransportError,
     UnknownRequestError,
 )
+from faasflow.runtime.engine import Engine, arun, run
 
 __version__ = "0.1.0"
 

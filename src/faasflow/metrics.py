@@ -24,21 +24,21 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from faasflow.engine import keys
-from faasflow.engine.operations import CallEvent
+from faasflow.engine import _keys as keys
+from faasflow.engine.observers import CallEvent, HistoryEntry, Observer
 from faasflow.errors import FaasFlowError
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
-    from faasflow.embedded import Engine
+    from faasflow.runtime import Runner
 
 __all__ = [
     "CONTENT_TYPE",
@@ -87,15 +87,14 @@ def function_label(target: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-class EngineMetrics:
+class EngineMetrics(Observer):
     """The metrics of one engine, in a registry of their own.
 
-    Built on an engine, it appends itself to ``engine.executor.listeners`` and
-    ``engine.executor.call_listeners``; :meth:`render` (what ``/metrics`` answers)
-    first refreshes the held-hops gauge from the state store.
+    Built on an engine, it observes it (events and function calls); :meth:`render`
+    (what ``/metrics`` answers) first refreshes the held-hops gauge from the state store.
 
     Args:
-        engine: the engine to observe (an :class:`~faasflow.embedded.Engine`, a
+        engine: the engine to observe (an :class:`~faasflow.runtime.engine.Engine`, a
             :class:`~faasflow.workers.Worker`...).
         held_cache: seconds a count of held hops is reused.
 
@@ -103,7 +102,7 @@ class EngineMetrics:
         registry: the registry holding this engine's metrics.
     """
 
-    def __init__(self, engine: Engine, *, held_cache: float = HELD_CACHE_SECONDS) -> None:
+    def __init__(self, engine: Runner, *, held_cache: float = HELD_CACHE_SECONDS) -> None:
         self.engine = engine
         self.flow = engine.flow_name
         self.registry = CollectorRegistry()
@@ -131,32 +130,31 @@ class EngineMetrics:
             "faasflow_hops_in_flight", "Steps this process is running now.", ["flow"],
             registry=self.registry,
         )
-        in_flight.labels(flow=self.flow).set_function(lambda: engine.executor.running_steps)
+        in_flight.labels(flow=self.flow).set_function(lambda: engine.running_steps)
         self.held = Gauge(
             "faasflow_held_hops", "Hops held back (paused or failed requests), counted in "
             "the state store.", ["flow"], registry=self.registry,
         )
-        engine.executor.listeners.append(self.on_event)
-        engine.executor.call_listeners.append(self.on_call)
+        engine.observe(self)
 
     # -- hooks ---------------------------------------------------------------------
-    def on_event(self, event: dict[str, Any]) -> None:
-        """Count a history event (the engine's ``listeners`` hook)."""
-        name = event.get("event")
-        if event.get("kind") == "request":
+    def event(self, request_id: str, entry: HistoryEntry) -> None:
+        """Count a history event."""
+        name = entry.event
+        if entry.kind == "request":
             if name in _REQUEST_EVENTS:
                 self.requests.labels(flow=self.flow, status=name).inc()
             return
-        step = (str(event.get("request_id")), str(event.get("node")))
+        step = (request_id, entry.node)
         if name == "started":
-            self._open_steps[step] = float(event["t"])
+            self._open_steps[step] = entry.t
             if len(self._open_steps) > _MAX_OPEN_STEPS:
                 self._open_steps.popitem(last=False)
         elif name in ("finished", "failed"):
             began = self._open_steps.pop(step, None)
             # A finished step's record has both times; a failed one's event has its end.
-            began = event.get("started", began)
-            ended = event.get("finished", event["t"])
+            began = entry.started if entry.started is not None else began
+            ended = entry.finished if entry.finished is not None else entry.t
             if began is None:  # not run by this process (a sub-DAG's end, a late event)
                 return
             outcome = "done" if name == "finished" else "failed"
@@ -166,8 +164,8 @@ class EngineMetrics:
         elif name == "expanded":
             self._open_steps.pop(step, None)
 
-    def on_call(self, event: CallEvent) -> None:
-        """Count a function-call attempt (the engine's ``call_listeners`` hook)."""
+    def call(self, request_id: str, event: CallEvent) -> None:
+        """Count a function-call attempt."""
         function = function_label(event.function)
         if event.error is None:
             outcome = "ok"

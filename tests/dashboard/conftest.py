@@ -15,7 +15,7 @@ from faasflow.cli.loader import load_define
 from faasflow.dashboard.app import create_app
 from faasflow.dashboard.auth import Credentials
 from faasflow.dashboard.sources import LocalFlow, LocalSource, Source
-from faasflow.embedded import Engine
+from faasflow.runtime.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

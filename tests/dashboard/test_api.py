@@ -9,8 +9,8 @@ import pytest
 
 from faasflow.dashboard.app import create_app
 from faasflow.dashboard.sources import LocalFlow, LocalSource
-from faasflow.embedded import Engine
 from faasflow.errors import ConfigurationError
+from faasflow.runtime.engine import Engine
 
 from .conftest import HEADERS, LOCAL_FLOWS, MakeClient, local_source, node_running, status_is
 from .conftest import wait_for as wait

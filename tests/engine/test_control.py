@@ -10,7 +10,7 @@ import pytest
 
 import faasflow
 from faasflow import Context, RequestStoppedError, Workflow
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 from faasflow.transports.inprocess import InProcessTransport
 from faasflow.wire.hop import Hop
 

@@ -20,7 +20,7 @@ from faasflow import (
     UnknownRequestError,
     Workflow,
 )
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 from faasflow.transports.inprocess import InProcessTransport
 from faasflow.wire.hop import Hop
 

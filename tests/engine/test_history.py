@@ -10,7 +10,7 @@ from failing import Flaky
 
 import faasflow
 from faasflow import Context, RequestError, RequestFailedError, Retry, Workflow
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 
 MakeEngine = Callable[..., faasflow.Engine]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from faasflow.engine.records import owner_dead, process_owner
+from faasflow.engine._owners import owner_dead, process_owner
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from workers.support import start_at_pid
 
 OWNER_OF_CHILD = (
-    "from faasflow.engine.records import process_owner; import sys, time; "
+    "from faasflow.engine._owners import process_owner; import sys, time; "
     "print(process_owner(), flush=True); time.sleep(600)"
 )
 

@@ -9,7 +9,7 @@ import pytest
 
 from faasflow import Dag, Workflow
 from faasflow.dsl.compile import compile_flow
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 from faasflow.engine.planner import (
     DagDone,
     Finish,

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import pytest
 
 import faasflow
-from faasflow.engine.records import SUCCEEDED
+from faasflow.engine.views import SUCCEEDED
 from faasflow.errors import StoreError
 from faasflow.workers import Client
 from servers import free_port

@@ -181,9 +181,9 @@ def _source(args: argparse.Namespace) -> Source:
 
 def _local_source(args: argparse.Namespace) -> Source:
     from faasflow.dashboard.sources import LocalFlow, LocalSource
-    from faasflow.embedded import Engine
     from faasflow.gateway.flows import FlowSpec
     from faasflow.gateway.registry import FUNCTION_NAME
+    from faasflow.runtime import Engine, Submitting
 
     if args.name and len(args.targets) > 1:
         raise ConfigurationError("--name names one flow: give one FILE, or none of --name")
@@ -197,7 +197,7 @@ def _local_source(args: argparse.Namespace) -> Source:
                                      "'-' and '_' (pass --name)")
         folder = Path(args.functions) if args.functions else flow.path.parent / "functions"
         functions_dir = folder if folder.is_dir() else None
-        engine: Engine
+        engine: Submitting
         if args.nats:
             # Imported here: nats-py is an extra (faasflow[nats]).
             from faasflow.workers import Client

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from faasflow.embedded import default_store_url
 from faasflow.errors import ConfigurationError
+from faasflow.runtime import default_store_url
 
 __all__ = ["add_connection_options", "nats_url", "state_url"]
 

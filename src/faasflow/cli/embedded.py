@@ -10,8 +10,9 @@ from pathlib import Path
 
 from faasflow.cli.loader import FlowFile
 from faasflow.cli.progress import Progress
-from faasflow.embedded import Engine, default_store_url
 from faasflow.errors import ConfigurationError
+from faasflow.runtime import default_store_url
+from faasflow.runtime.engine import Engine
 
 __all__ = [
     "GATEWAY_ENV",
@@ -71,7 +72,7 @@ def build_engine(args: argparse.Namespace, flow: FlowFile) -> Engine:
         data_store=args.data_store,
     )
     if args.verbose:
-        engine.executor.listeners.append(Progress())
+        engine.observe(Progress())
     return engine
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from faasflow.engine.observers import HistoryEntry, Observer
+
 __all__ = ["Progress", "format_duration", "format_size"]
 
 
@@ -25,8 +27,8 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-class Progress:
-    """An :attr:`Executor.listeners <faasflow.engine.executor.Executor.listeners>` callback.
+class Progress(Observer):
+    """An engine observer that writes a line for each event.
 
     Args:
         stream: where lines go; ``sys.stderr`` as it is at each event when ``None``
@@ -38,8 +40,8 @@ class Progress:
         self._request_started: dict[str, float] = {}
         self._node_started: dict[tuple[str, str], float] = {}
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        line = self.format(event)
+    def event(self, request_id: str, entry: HistoryEntry) -> None:
+        line = self.format({"request_id": request_id, **entry.to_dict()})
         stream = self._stream or sys.stderr
         stream.write(line + "\n")
         stream.flush()

@@ -21,8 +21,7 @@ from faasflow.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, seconds
 from faasflow.cli.embedded import add_engine_options, build_engine, recover_command
 from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
 from faasflow.cli.loader import FlowFile, load_define
-from faasflow.embedded import Engine
-from faasflow.engine.records import FAILED, PAUSED, RUNNING, STOPPED, SUCCEEDED
+from faasflow.engine.views import FAILED, PAUSED, RUNNING, STOPPED, SUCCEEDED
 from faasflow.errors import (
     ConfigurationError,
     FaasFlowError,
@@ -30,6 +29,7 @@ from faasflow.errors import (
     RequestFailedError,
     RequestStoppedError,
 )
+from faasflow.runtime.engine import Engine
 
 __all__ = ["add_parser", "command"]
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from faasflow.cli.progress import format_duration
-from faasflow.engine.records import STATUSES, RequestInfo, RequestPage
+from faasflow.engine.views import STATUSES, RequestInfo, RequestPage
 
 __all__ = ["format_requests", "format_status", "parse_statuses"]
 

@@ -20,7 +20,7 @@ from faasflow.cli.distributed import add_connection_options, nats_url, state_url
 from faasflow.cli.loader import load_define
 from faasflow.cli.report import format_requests, format_status, parse_statuses
 from faasflow.cli.run import _read_input, _request_id
-from faasflow.engine.records import STATUSES
+from faasflow.engine.views import STATUSES
 from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
 
 if TYPE_CHECKING:

@@ -18,7 +18,6 @@ from faasflow.cli.embedded import (
 )
 from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
 from faasflow.cli.loader import FlowFile, load_define
-from faasflow.embedded import check_request_id, new_request_id
 from faasflow.errors import (
     ConfigurationError,
     FaasFlowError,
@@ -26,6 +25,7 @@ from faasflow.errors import (
     RequestError,
     RequestFailedError,
 )
+from faasflow.runtime import check_request_id, new_request_id
 
 __all__ = ["add_parser", "command"]
 

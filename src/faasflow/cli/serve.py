@@ -10,8 +10,8 @@ from pathlib import Path
 from faasflow.cli.common import EXIT_USAGE, error
 from faasflow.cli.loader import load_define
 from faasflow.config import server_config
-from faasflow.embedded import Engine
 from faasflow.errors import ConfigurationError, FlowDefinitionError
+from faasflow.runtime.engine import Engine
 from faasflow.transports.inprocess import InProcessTransport
 
 __all__ = ["add_parser", "command"]

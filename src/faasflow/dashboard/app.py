@@ -38,7 +38,7 @@ from faasflow.dashboard import auth
 from faasflow.dashboard.sessions import Sessions
 from faasflow.dashboard.sources import Source, SourceError
 from faasflow.dashboard.throttle import LoginThrottle
-from faasflow.engine.records import PAUSED, RUNNING, STATUSES
+from faasflow.engine.views import PAUSED, RUNNING, STATUSES
 from faasflow.server.bodies import BodyTooLarge, read_body
 from faasflow.server.echo import echo, shorten
 

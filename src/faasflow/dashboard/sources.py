@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from faasflow.dsl.export import to_json
-from faasflow.embedded import Engine, check_request_id
-from faasflow.engine.records import STATUSES
+from faasflow.engine.views import STATUSES
 from faasflow.errors import (
     ConfigurationError,
     DuplicateRequestError,
@@ -30,6 +29,7 @@ from faasflow.errors import (
     TransportError,
     UnknownRequestError,
 )
+from faasflow.runtime import Runner, Submitting, check_request_id
 from faasflow.server.echo import echo, shorten
 
 __all__ = ["VERBS", "FlowSummary", "LocalFlow", "LocalSource", "Source", "SourceError"]
@@ -146,7 +146,7 @@ class LocalFlow:
     """
 
     name: str
-    engine: Engine
+    engine: Submitting
     description: str | None = None
 
 
@@ -178,7 +178,7 @@ class LocalSource:
         for flow in self._flows.values():
             try:
                 await flow.engine.start()
-                if self._recover:
+                if self._recover and isinstance(flow.engine, Runner):
                     await flow.engine.recover()
             except FaasFlowError as exc:
                 raise translate(exc) from exc
@@ -190,7 +190,7 @@ class LocalSource:
     async def flows(self) -> list[FlowSummary]:
         return [FlowSummary(flow.name, flow.description) for flow in self._flows.values()]
 
-    def _engine(self, flow: str) -> Engine:
+    def _engine(self, flow: str) -> Submitting:
         found = self._flows.get(flow)
         if found is None:
             raise SourceError(404, f"no flow {echo(flow)}")

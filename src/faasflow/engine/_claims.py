@@ -8,7 +8,7 @@ a lease key, ``r/R/l/…``, that expires ``lease_ttl`` seconds after it was last
 one loop per engine renews the leases of all its running steps in one store round
 trip. Another process that finds the step running takes it over once both are past;
 a pid check can only make that sooner (the owner's process ended, is a zombie, or its
-pid now names another process: :func:`~faasflow.engine.records.owner_dead`), never
+pid now names another process: :func:`~faasflow.engine._owners.owner_dead`), never
 later. (``until`` is compared with the reader's clock: hosts need synchronised clocks,
 as for the stores' own expiry.)
 
@@ -21,7 +21,7 @@ that lands late also sends the hop again, because a delivery that arrived meanwh
 found the step still claimed and dropped the hop, counting on this process.
 
 The same loop keeps an engine heartbeat (``alive:OWNER``) that says the engine still
-runs, for :meth:`~faasflow.embedded.Engine.recover` to tell a dead engine's requests.
+runs, for :meth:`~faasflow.runtime.engine.Engine.recover` to tell a dead engine's requests.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
-from faasflow.engine import keys
-from faasflow.engine.records import dumps, loads, owner_dead
+from faasflow.engine import _keys as keys
+from faasflow.engine._owners import owner_dead
+from faasflow.engine._records import StepRecord
 from faasflow.errors import StoreError
 from faasflow.stores.base import Delete, Put, StateStore
 from faasflow.wire.hop import Hop
@@ -74,7 +74,7 @@ class Claims:
 
     Args:
         state: the state store the claims live in.
-        owner: this engine's owner name (see :func:`~faasflow.engine.records.process_owner`).
+        owner: this engine's owner name (see :func:`~faasflow.engine._owners.process_owner`).
         lease_ttl: seconds a claim lasts unless renewed.
         resend: sends a hop again (after a release that landed late).
     """
@@ -104,20 +104,14 @@ class Claims:
         """Whether this engine runs the step at ``key`` now."""
         return key in self._running
 
-    def record(self, attempt: int, deaths: int) -> dict[str, Any]:
+    def record(self, attempt: int, deaths: int) -> StepRecord:
         """The record of a claim made now: running, by this engine, until its first
         lease runs out."""
         now = time.time()
-        record: dict[str, Any] = {
-            "state": "running",
-            "attempt": attempt,
-            "started": now,
-            "owner": self.owner,
-            "until": now + self.lease_ttl,
-        }
-        if deaths:
-            record["deaths"] = deaths
-        return record
+        return StepRecord(
+            "running", attempt=attempt, started=now, owner=self.owner,
+            until=now + self.lease_ttl, deaths=deaths,
+        )  # fmt: skip
 
     def lease_op(self, claim: Claim) -> Put:
         """The write that renews ``claim``'s lease."""
@@ -153,20 +147,20 @@ class Claims:
     async def _release(self, claim: Claim) -> bool:
         """Mark the record released and delete the lease, if the record is still
         ``claim``; whether it was."""
-        released = dumps({**loads(claim.raw), "released": True})
+        released = replace(StepRecord.decode(claim.raw), released=True).encode()
         return await self.state.commit(
             [Put(claim.key, released), Delete(claim.lease)], require={claim.key: claim.raw}
         )
 
     # -- others' claims -----------------------------------------------------------------
-    async def alive(self, rid: str, key: str, record: dict[str, Any]) -> bool:
+    async def alive(self, rid: str, key: str, record: StepRecord) -> bool:
         """Whether the step at ``key``, whose record says it is running, still is."""
-        owner = str(record.get("owner", ""))
+        owner = record.owner or ""
         if owner == self.owner:
             return key in self._running
-        if record.get("released") or owner_dead(owner):
+        if record.released or owner_dead(owner):
             return False
-        if time.time() < float(record.get("until", 0.0)):
+        if record.until is not None and time.time() < record.until:
             return True
         return await self.state.get(keys.lease(rid, key)) == owner.encode()
 

@@ -7,7 +7,7 @@ writes on every backend, and a duplicate hop for the same step lands on the same
 
 from __future__ import annotations
 
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 from faasflow.stores.base import Delete, Put, StateStore
 from faasflow.wire.hop import Hop
 

@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 from faasflow.errors import FaasFlowError
 from faasflow.stores.base import DataStore
 
@@ -79,6 +79,11 @@ class Context:
     def state(self) -> str:
         """``"ongoing"`` while the request runs, then ``"success"`` or ``"failure"``."""
         return self._state
+
+    def ended(self, state: str) -> None:
+        """Record how the request ended (``"success"`` or ``"failure"``): the engine
+        calls this before the end hooks run."""
+        self._state = state
 
     def query_value(self, name: str, default: str | None = None) -> str | None:
         """The first value of query parameter ``name``."""

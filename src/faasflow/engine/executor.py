@@ -14,6 +14,12 @@ Crash safety comes from the order of writes, not from transactions spanning stor
 A crash between any two steps leaves the hop pending, so it runs again; finding its
 record ``done``, it only re-announces from the recorded refs, and every announcement is
 idempotent (set members, records claimed by compare-and-set). See docs/engine.md.
+
+The executor is composed of the engine's parts, each with one job: :class:`RequestBook`
+(request records, history, waiters), :class:`Lifecycle` (how requests end),
+:class:`Claims` (who runs which step), :class:`HopBook` (pending and held hops),
+:class:`Values` (data between nodes), :class:`LiveRequests` (each request's flow, built
+once) and :class:`Observers` (who is told what happens).
 """
 
 from __future__ import annotations
@@ -28,11 +34,24 @@ from typing import Any
 from faasflow import _failpoints, tracing
 from faasflow.callables import call_user
 from faasflow.dsl.spec import NodeSpec
-from faasflow.engine import keys
-from faasflow.engine.claims import Claim, Claims
+from faasflow.engine import _keys as keys
+from faasflow.engine._claims import Claim, Claims
+from faasflow.engine._hopbook import HopBook
+from faasflow.engine._live import LiveRequest, LiveRequests
+from faasflow.engine._owners import new_token, process_owner
+from faasflow.engine._records import (
+    FINISHED,
+    RUNNING,
+    HistoryEntry,
+    RequestRecord,
+    StepRecord,
+)
+from faasflow.engine._requests import RequestBook
+from faasflow.engine._values import Values
 from faasflow.engine.context import current_node
 from faasflow.engine.definition import Define
-from faasflow.engine.lifecycle import INLINE, Lifecycle, LiveRequest, Settings
+from faasflow.engine.lifecycle import Lifecycle, Settings
+from faasflow.engine.observers import Observer, Observers
 from faasflow.engine.operations import Caller, CallEvent, run_operations, run_user
 from faasflow.engine.planner import (
     Action,
@@ -44,14 +63,6 @@ from faasflow.engine.planner import (
     Send,
     SubdagDone,
     split_member,
-)
-from faasflow.engine.records import (
-    FINISHED,
-    RUNNING,
-    dumps,
-    loads,
-    new_token,
-    request_record,
 )
 from faasflow.errors import (
     DuplicateRequestError,
@@ -66,11 +77,12 @@ from faasflow.wire.hop import Hop
 
 log = logging.getLogger("faasflow.engine")
 
+
 @dataclass(frozen=True)
 class _Done:
     """The step had finished: its done record."""
 
-    record: dict[str, Any]
+    record: StepRecord
 
 
 @dataclass(frozen=True)
@@ -89,13 +101,27 @@ class _Abandoned:
 ClaimResult = Claim | _Done | _Busy | _Abandoned
 """What :meth:`Executor._claim` found: this execution's claim, or why there is none."""
 
-
 Seen = dict[str, bytes | None]
 """Step records as read when a hop arrived, by key: saves reading them again."""
 
+Work = Callable[[bytes], Awaitable[StepRecord]]
+"""A step's work: given its claim, it returns its done record."""
 
-class Executor(Lifecycle):
-    """Runs the requests of one flow through the three ports."""
+Plan = Callable[[StepRecord], list[Action]]
+"""What follows a step, given its done record."""
+
+
+class Executor:
+    """Runs the requests of one flow through the three ports.
+
+    Args:
+        flow_name: the flow's name.
+        define: ``define(flow, context)``.
+        state, data: the stores.
+        transport: how hops travel.
+        caller: calls the functions that operations name.
+        settings: the engine's knobs.
+    """
 
     def __init__(
         self,
@@ -108,34 +134,43 @@ class Executor(Lifecycle):
         caller: Caller,
         settings: Settings | None = None,
     ) -> None:
-        super().__init__(
-            flow_name=flow_name, define=define, state=state, data=data, settings=settings
-        )
+        self.flow_name = flow_name
+        self.define = define
+        self.state = state
+        self.data = data
         self.transport = transport
         self.caller = caller
-        self.claims = Claims(state, self.owner, self.settings.lease_ttl, self._send_again)
+        self.settings = settings or Settings()
+        self.owner = process_owner()
+        """This engine's name in the claims it makes and the requests it creates."""
+        self.observers = Observers()
+        self.requests = RequestBook(state, self.observers)
+        self.values = Values(data, self.settings.inline_limit)
+        self.live = LiveRequests(flow_name, define, data)
+        self.hops = HopBook(state)
+        self.claims = Claims(state, self.owner, self.settings.lease_ttl, self.transport.send)
         """The steps this engine runs now, their leases and the engine's heartbeat."""
-        self.call_listeners: list[Callable[[CallEvent], None]] = []
-        """Called with every function-call attempt this engine makes."""
+        self.lifecycle = Lifecycle(
+            flow_name=flow_name, state=state, data=data, settings=self.settings,
+            requests=self.requests, values=self.values, live=self.live, hops=self.hops,
+            observers=self.observers,
+        )  # fmt: skip
+
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` what this engine does from now on."""
+        self.observers.add(observer)
 
     @property
     def running_steps(self) -> int:
         """How many steps (nodes, expansions, aggregations) this engine is running now."""
         return len(self.claims)
 
-    async def _send_again(self, hop: Hop) -> None:
-        await self.transport.send(hop)
-
     async def _observe_call(self, rid: str, event: CallEvent) -> None:
-        for listener in self.call_listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("call listener failed")
+        self.observers.call(rid, event)
         if event.retrying:
-            await self._history(
-                rid, "node", event.node, "retried", attempt=event.attempt, error=event.error
-            )
+            await self.requests.record(rid, HistoryEntry.now(
+                "node", event.node, "retried", attempt=event.attempt, error=event.error
+            ))  # fmt: skip
 
     # -- starting requests --------------------------------------------------------
     async def submit(
@@ -152,7 +187,11 @@ class Executor(Lifecycle):
         The definition is built and validated first: a bad one changes nothing. With
         ``inline`` the first hop runs here, within this call, instead of through the
         transport (a sync flow answers in its caller's request). ``callback_url`` is
-        kept on the request record for the end listeners.
+        kept on the request record for the observers of its end.
+
+        Raises:
+            FlowDefinitionError: ``define`` built an invalid flow.
+            DuplicateRequestError: ``rid`` is in use.
         """
         with tracing.request_span(self.flow_name, rid) as traceparent:
             await self._submit(rid, data, query, inline, callback_url, traceparent)
@@ -166,26 +205,22 @@ class Executor(Lifecycle):
         callback_url: str | None,
         traceparent: str | None,
     ) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._live.pop(rid, None)
-        live = self.live(rid, query)
+        live = self.live.fresh(rid, query)
         if traceparent:
             live.base = replace(live.base, trace=traceparent)
-        record = request_record(self.flow_name, query, self.owner)
-        if callback_url:
-            record["callback_url"] = callback_url
-        raw = dumps(record)
-        input_ref = await self._write(keys.request_input(rid, new_token()), data)
+        record = RequestRecord.new(self.flow_name, query, self.owner, callback_url)
+        raw = record.encode()
+        input_ref = await self.values.write(keys.request_input(rid, new_token()), data)
         (start,) = live.planner.start(live.base, input_ref)
         assert isinstance(start, Send)
-        entry = self._history_entry("request", "", "started", size=len(data))
+        entry = HistoryEntry.now("request", "", "started", size=len(data))
         # All or nothing: a request exists with its first hop pending, or not at all (a
         # submission interrupted halfway would leave a request nothing moves on).
         writes: list[WriteOp] = [
             Put(keys.request(rid), raw),
-            Put(keys.flow_index(self.flow_name, rid), str(record["created"]).encode()),
+            Put(keys.flow_index(self.flow_name, rid), str(record.created).encode()),
             Put(keys.live_index(self.flow_name, rid), b""),
-            Append(keys.history(rid), dumps(entry)),
+            Append(keys.history(rid), entry.encode()),
             self.hops.pending_op(start.hop),
         ]
         try:
@@ -195,11 +230,10 @@ class Executor(Lifecycle):
                 raise
             created = True
         if not created:
-            self._live.pop(rid, None)
-            if not input_ref.startswith(INLINE):
-                await self.data.delete(input_ref)  # this submission's, not the request's
+            self.live.forget(rid)
+            await self.values.discard(input_ref)  # this submission's, not the request's
             raise DuplicateRequestError(f"request id {rid!r} is already in use", rid)
-        self._notify(rid, entry)
+        self.observers.event(rid, entry)
         await (self.handle if inline else self.transport.send)(start.hop)
 
     # -- running hops -------------------------------------------------------------
@@ -216,7 +250,6 @@ class Executor(Lifecycle):
             tracing.reset_request(token)
 
     async def _handle(self, hop: Hop) -> None:
-        self._loop = asyncio.get_running_loop()
         rid = hop.request_id
         # One round trip for the request and the step's record (a node's, or a dynamic
         # node's expansion): both are needed for nearly every hop.
@@ -226,14 +259,13 @@ class Executor(Lifecycle):
         if raw is None:
             log.warning("hop %s for an unknown or expired request: ignored", hop.id)
             return
-        record = loads(raw)
-        status = record["status"]
-        if status in FINISHED:
-            log.info("hop %s for a %s request: ignored", hop.id, status)
+        record = RequestRecord.decode(raw)
+        if record.status in FINISHED:
+            log.info("hop %s for a %s request: ignored", hop.id, record.status)
             return
-        if status != RUNNING and not await self._hold(hop):
+        if record.status != RUNNING and not await self._hold(hop):
             return
-        live = self.live(hop.request_id, record.get("query", ""))
+        live = self.live.get(hop.request_id, record.query)
         if hop.trace and live.base.trace != hop.trace:
             # Every hop of a request carries its request span: so will the hops sent here.
             live.base = replace(live.base, trace=hop.trace)
@@ -243,7 +275,7 @@ class Executor(Lifecycle):
             log.error("hop %s names no node of flow %s: dropped", hop.id, self.flow_name)
             await self.hops.clear_pending(hop)
             return
-        if status != RUNNING:
+        if record.status != RUNNING:
             seen = {}  # held, then released meanwhile: read the records afresh
         if hop.kind == "collect":
             await self._run_collect(live, hop, node, seen)
@@ -258,29 +290,29 @@ class Executor(Lifecycle):
         Returns ``True`` when the request turned running meanwhile and the hop should run.
         """
         await self.hops.hold(hop)
-        await self._history(hop.request_id, "node", hop.path, "held")
-        raw = await self.state.get(keys.request(hop.request_id))
+        await self.requests.record(hop.request_id, HistoryEntry.now("node", hop.path, "held"))
+        record = await self.requests.get(hop.request_id)
         # A resume may have swept the held hops just before this one was added.
-        return raw is not None and loads(raw)["status"] == RUNNING and await self.hops.unhold(hop)
+        return record is not None and record.status == RUNNING and await self.hops.unhold(hop)
 
+    # -- claiming -----------------------------------------------------------------
     async def _claim(self, key: str, hop: Hop, seen: Seen) -> ClaimResult:
         """Claim the record at ``key`` for this execution of ``hop``; ``seen`` may hold
         the record as read when the hop arrived.
 
-        The claim and its lease are written together, so no other process ever sees a
-        claim without its lease. A step left running by a process that is gone (its
-        lease expired, or its pid proves it dead) is taken over as the next attempt;
-        one released by a process that gave it up, too, without counting as a death.
+        A step left running by a process that is gone (its lease ran out, or its pid
+        proves it dead) is taken over as the next attempt; one released by a process
+        that gave it up, too, without counting as a death.
         """
         rid = hop.request_id
         raw = seen[key] if key in seen else await self.state.get(key)
-        previous = loads(raw) if raw is not None else None
+        previous = StepRecord.decode(raw) if raw is not None else None
         deaths = 0
         if previous is not None:
-            if previous["state"] == "done":
+            if previous.done:
                 return _Done(previous)
-            deaths = previous.get("deaths", 0)
-            if previous["state"] == "running" and not previous.get("released"):
+            deaths = previous.deaths
+            if previous.running and not previous.released:
                 if await self.claims.alive(rid, key, previous):
                     log.info("hop %s is running elsewhere: duplicate ignored", hop.id)
                     return _Busy()
@@ -291,9 +323,9 @@ class Executor(Lifecycle):
                     return _Abandoned(raw, deaths)
         if _failpoints.FOLDER:
             await _failpoints.reach("claim", hop.path, hop.json)
-        attempt = (previous or {}).get("attempt", 0) + 1
+        attempt = (previous.attempt if previous else 0) + 1
         # Built right before it is written: its first lease counts from now.
-        claim = Claim(rid, key, dumps(self.claims.record(attempt, deaths)), hop)
+        claim = Claim(rid, key, self.claims.record(attempt, deaths).encode(), hop)
         self.claims.hold(claim)
         # The start is on record in the claim (and later in the end's history entry):
         # a history entry of its own would be one more write per node.
@@ -310,8 +342,9 @@ class Executor(Lifecycle):
         if not won:
             self.claims.drop(claim)
             return _Busy()
-        if self.listeners:
-            self._notify(rid, self._history_entry("node", hop.path, "started", attempt=attempt))
+        if self.observers.hear_events:
+            self.observers.event(rid, HistoryEntry.now("node", hop.path, "started",
+                                                       attempt=attempt))
         return claim
 
     async def _landed(self, key: str, written: bytes) -> bool:
@@ -323,20 +356,15 @@ class Executor(Lifecycle):
         except StoreError:
             return False
 
-    async def step_alive(self, rid: str, key: str, record: dict[str, Any]) -> bool:
+    async def step_alive(self, rid: str, key: str, record: StepRecord) -> bool:
         """Whether the step at ``key``, whose record says it is running, still is."""
         return await self.claims.alive(rid, key, record)
 
+    # -- one step -------------------------------------------------------------------
     async def _step(
-        self,
-        live: LiveRequest,
-        hop: Hop,
-        key: str,
-        event: str,
-        work: Callable[[bytes], Awaitable[dict[str, Any]]],
-        plan: Callable[[dict[str, Any]], list[Action]],
+        self, live: LiveRequest, hop: Hop, key: str, event: str, work: Work, plan: Plan,
         seen: Seen,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """Claim the record at ``key``, run ``work`` (which returns the done record) unless
         the step already finished, then settle: what every kind of hop shares."""
         claim = await self._claim(key, hop, seen)
@@ -349,7 +377,7 @@ class Executor(Lifecycle):
                 node=hop.path,
                 attempt=claim.deaths,
             )
-            await self._fail(live, hop, key, claim.raw, error)
+            await self.lifecycle.fail(live, hop, key, claim.raw, error)
             return
         if isinstance(claim, _Done):
             await self._settle(live, hop, key, None, claim.record, event, plan)
@@ -369,15 +397,10 @@ class Executor(Lifecycle):
                 await self.claims.give_up(claim)
 
     async def _work(
-        self,
-        live: LiveRequest,
-        hop: Hop,
-        key: str,
-        claim: Claim,
-        work: Callable[[bytes], Awaitable[dict[str, Any]]],
-    ) -> dict[str, Any] | None:
+        self, live: LiveRequest, hop: Hop, key: str, claim: Claim, work: Work
+    ) -> StepRecord | None:
         """Run the claimed step; its done record, or ``None`` when it failed (recorded)."""
-        attempt = loads(claim.raw)["attempt"]
+        attempt = StepRecord.decode(claim.raw).attempt
         tracing.annotate(attempt=attempt)
         token = current_node.set(hop.path)
         try:
@@ -387,98 +410,23 @@ class Executor(Lifecycle):
         except NodeError as exc:
             exc.attempt = max(exc.attempt, attempt)
             tracing.mark_failed(exc)
-            await self._fail(live, hop, key, claim.raw, exc)
+            await self.lifecycle.fail(live, hop, key, claim.raw, exc)
             return None
         finally:
             current_node.reset(token)
 
-    async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
-        rid, path = hop.request_id, hop.path
-
-        async def work(claimed: bytes) -> dict[str, Any]:
-            data_in, single_ref = await self._input(live, hop, node)
-            output, calls = await run_operations(
-                node.operations,
-                data_in,
-                node=path,
-                request_id=rid,
-                caller=self.caller,
-                default_timeout=self.settings.default_timeout,
-                observe=lambda event: self._observe_call(rid, event),
-            )
-            token = new_token()
-            if not node.operations and single_ref is not None:
-                ref = single_ref  # a pass-through node stores nothing new
-            else:
-                ref = await self._write(keys.node_output(rid, path, token), output)
-            forwarded = await self._forward(rid, path, node, output, token)
-            return self._done_record(
-                claimed,
-                ref=ref,
-                forwarded=forwarded,
-                size_in=len(data_in),
-                size_out=len(output),
-                calls=calls,
-            )
-
-        await self._step(
-            live, hop, keys.node_record(rid, path), "finished", work,
-            self._after(live, path, node), seen,
-        )
-
-    def _after(
-        self, live: LiveRequest, path: str, node: NodeSpec
-    ) -> Callable[[dict[str, Any]], list[Action]]:
-        return lambda done: live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
-
-    async def _input(self, live: LiveRequest, hop: Hop, node: NodeSpec) -> tuple[bytes, str | None]:
-        """The node's input and, when it is one stored value, that value's ref."""
-        if not hop.inputs:
-            return b"", None
-        values = {name: await self._read(ref, hop.path) for name, ref in hop.inputs}
-        if node.aggregator is not None and node.kind == "task":
-            return await run_user(node.aggregator, values, node=hop.path, what="aggregator"), None
-        ((name, ref),) = hop.inputs
-        return values[name], ref
-
-    async def _forward(
-        self, rid: str, path: str, node: NodeSpec, output: bytes, token: str
-    ) -> dict[str, str]:
-        forwarded: dict[str, str] = {}
-        for edge in node.children:
-            if edge.forwarder is None:
-                continue
-            data = await run_user(
-                edge.forwarder, output, node=path, what=f"forwarder of edge to {edge.target.id!r}"
-            )
-            ref = keys.node_output(rid, path, token, edge.target.id)
-            forwarded[edge.target.id] = await self._write(ref, data)
-        return forwarded
-
-    def _done_record(
-        self, claimed: bytes | None, *, ref: str, forwarded: dict[str, str], **details: Any
-    ) -> dict[str, Any]:
-        started = loads(claimed) if claimed else {}
-        return {
-            "state": "done",
-            "attempt": started.get("attempt", 1),
-            "started": started.get("started", time.time()),
-            "finished": time.time(),
-            "ref": ref,
-            "fwd": forwarded,
+    def _done(self, claimed: bytes, **details: Any) -> StepRecord:
+        """The done record of the step claimed as ``claimed``."""
+        started = StepRecord.decode(claimed)
+        return StepRecord(
+            "done", attempt=started.attempt, started=started.started, finished=time.time(),
             **details,
-        }
+        )  # fmt: skip
 
     async def _settle(
-        self,
-        live: LiveRequest,
-        hop: Hop,
-        key: str,
-        claim: Claim | None,
-        done: dict[str, Any],
-        event: str,
-        plan: Callable[[dict[str, Any]], list[Action]],
-    ) -> None:
+        self, live: LiveRequest, hop: Hop, key: str, claim: Claim | None, done: StepRecord,
+        event: str, plan: Plan,
+    ) -> None:  # fmt: skip
         """Record the step as done and announce what follows, in as few writes as possible.
 
         When everything that follows is plain hops (a chain step, a fan-out), the done
@@ -489,25 +437,25 @@ class Executor(Lifecycle):
         """
         rid = hop.request_id
         if claim is not None:
-            entry = self._history_entry("node", hop.path, event, record=done)
+            entry = HistoryEntry.of_step(hop.path, event, done)
             actions = plan(done)
             own = Delete(keys.pending(rid, f"{hop.kind}:{hop.path}"))
-            done_raw = dumps(done)
-            writes: list[WriteOp] = [Put(key, done_raw), Append(keys.history(rid), dumps(entry))]
+            done_raw = done.encode()
+            writes: list[WriteOp] = [Put(key, done_raw), Append(keys.history(rid), entry.encode())]
             if _failpoints.FOLDER:
                 await _failpoints.reach("settle", hop.path, hop.json)
             if all(isinstance(a, Send) for a in actions):
                 sends = [a.hop for a in actions if isinstance(a, Send)]
                 writes += [self.hops.pending_op(s) for s in sends]
                 if await self._record_done([*writes, own], claim, done_raw):
-                    self._notify(rid, entry)
+                    self.observers.event(rid, entry)
                     if _failpoints.FOLDER:
                         await _failpoints.reach("announce", hop.path, hop.json)
                     for sent in sends:
                         await self.transport.send(sent)
                     return
             elif await self._record_done(writes, claim, done_raw):
-                self._notify(rid, entry)
+                self.observers.event(rid, entry)
                 if _failpoints.FOLDER:
                     await _failpoints.reach("announce", hop.path, hop.json)
                 await self._carry_out(live, actions)
@@ -516,10 +464,10 @@ class Executor(Lifecycle):
             # Another execution took the step over (this one was taken for dead) and
             # may have finished it: go on from its record, or leave the step to it.
             raw = await self.state.get(key)
-            if raw is None or loads(raw)["state"] != "done":
+            if raw is None or not StepRecord.decode(raw).done:
                 log.warning("hop %s lost its claim to another process, which runs it", hop.id)
                 return
-            done = loads(raw)
+            done = StepRecord.decode(raw)
         await self._carry_out(live, plan(done))
         await self.hops.clear_pending(hop)
 
@@ -546,22 +494,72 @@ class Executor(Lifecycle):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    # -- the three kinds of step ----------------------------------------------------------
+    async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
+        rid, path = hop.request_id, hop.path
+
+        async def work(claimed: bytes) -> StepRecord:
+            data_in, single_ref = await self._input(hop, node)
+            output, calls = await run_operations(
+                node.operations,
+                data_in,
+                node=path,
+                request_id=rid,
+                caller=self.caller,
+                default_timeout=self.settings.default_timeout,
+                observe=lambda event: self._observe_call(rid, event),
+            )
+            token = new_token()
+            if not node.operations and single_ref is not None:
+                ref = single_ref  # a pass-through node stores nothing new
+            else:
+                ref = await self.values.write(keys.node_output(rid, path, token), output)
+            forwarded = await self._forward(rid, path, node, output, token)
+            return self._done(claimed, ref=ref, fwd=forwarded, size_in=len(data_in),
+                              size_out=len(output), calls=calls)
+
+        await self._step(live, hop, keys.node_record(rid, path), "finished", work,
+                         self._after(live, path, node), seen)
+
+    def _after(self, live: LiveRequest, path: str, node: NodeSpec) -> Plan:
+        return lambda done: live.planner.after_node(live.base, path, node, done.ref or "",
+                                                    done.fwd)
+
+    async def _input(self, hop: Hop, node: NodeSpec) -> tuple[bytes, str | None]:
+        """The node's input and, when it is one stored value, that value's ref."""
+        if not hop.inputs:
+            return b"", None
+        values = {name: await self.values.read(ref, hop.path) for name, ref in hop.inputs}
+        if node.aggregator is not None and node.kind == "task":
+            return await run_user(node.aggregator, values, node=hop.path, what="aggregator"), None
+        ((name, ref),) = hop.inputs
+        return values[name], ref
+
+    async def _forward(
+        self, rid: str, path: str, node: NodeSpec, output: bytes, token: str
+    ) -> dict[str, str]:
+        forwarded: dict[str, str] = {}
+        for edge in node.children:
+            if edge.forwarder is None:
+                continue
+            data = await run_user(
+                edge.forwarder, output, node=path, what=f"forwarder of edge to {edge.target.id!r}"
+            )
+            ref = keys.node_output(rid, path, token, edge.target.id)
+            forwarded[edge.target.id] = await self.values.write(ref, data)
+        return forwarded
+
     async def _run_expand(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
-        async def work(claimed: bytes) -> dict[str, Any]:
-            data_in, input_ref = await self._input(live, hop, node)
+        async def work(claimed: bytes) -> StepRecord:
+            data_in, input_ref = await self._input(hop, node)
             chosen = await self._choose(rid, path, node, data_in, input_ref)
-            return self._done_record(
-                claimed,
-                ref=input_ref or "",
-                forwarded={},
-                branches=[[k, r] for k, r in chosen],
-                size_in=len(data_in),
-            )
+            return self._done(claimed, ref=input_ref or "", chosen=tuple(chosen),
+                              size_in=len(data_in))
 
-        def plan(record: dict[str, Any]) -> list[Action]:
-            branches = [(k, r or None) for k, r in record["branches"]]
+        def plan(record: StepRecord) -> list[Action]:
+            branches = [(k, r or None) for k, r in record.chosen]
             return live.planner.expand(live.base, path, branches)
 
         await self._step(live, hop, keys.expand_record(rid, path), "expanded", work, plan, seen)
@@ -603,33 +601,30 @@ class Executor(Lifecycle):
                     node=path,
                 )
             ref = keys.branch_input(rid, path, token, index)
-            chosen.append((item_key, await self._write(ref, bytes(value))))
+            chosen.append((item_key, await self.values.write(ref, bytes(value))))
         return chosen
 
     async def _run_collect(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
-        async def work(claimed: bytes) -> dict[str, Any]:
-            expansion = loads(await self._must(keys.expand_record(rid, path)))
+        async def work(claimed: bytes) -> StepRecord:
+            expansion = StepRecord.decode(await self._must(keys.expand_record(rid, path)))
             members = await self.state.set_members(keys.branch_set(rid, path))
             finished = dict(split_member(m) for m in members)
-            results = {k: await self._read(finished[k], path) for k, _ in expansion["branches"]}
+            results = {k: await self.values.read(finished[k], path) for k, _ in expansion.chosen}
             output = (
                 await run_user(node.aggregator, results, node=path, what="aggregator")
                 if node.aggregator is not None
                 else b""
             )
             token = new_token()
-            ref = await self._write(keys.node_output(rid, path, token), output)
+            ref = await self.values.write(keys.node_output(rid, path, token), output)
             forwarded = await self._forward(rid, path, node, output, token)
-            return self._done_record(
-                claimed, ref=ref, forwarded=forwarded, size_out=len(output), branches=len(results)
-            )
+            return self._done(claimed, ref=ref, fwd=forwarded, size_out=len(output),
+                              branches=len(results))
 
-        await self._step(
-            live, hop, keys.node_record(rid, path), "finished", work,
-            self._after(live, path, node), seen,
-        )
+        await self._step(live, hop, keys.node_record(rid, path), "finished", work,
+                         self._after(live, path, node), seen)
 
     async def _must(self, key: str) -> bytes:
         raw = await self.state.get(key)
@@ -661,7 +656,7 @@ class Executor(Lifecycle):
             elif isinstance(action, SubdagDone):
                 await self._subdag_done(live, action)
             elif isinstance(action, Finish):
-                await self._finish(live, action.ref)
+                await self.lifecycle.finish(live, action.ref)
         for hop in sends:
             await self.hops.mark_pending(hop)
         for hop in sends:
@@ -671,8 +666,8 @@ class Executor(Lifecycle):
         count = live.branch_counts.get(path)
         if count is None:
             rid = live.base.request_id
-            expansion = loads(await self._must(keys.expand_record(rid, path)))
-            count = live.branch_counts[path] = len(expansion["branches"])
+            expansion = StepRecord.decode(await self._must(keys.expand_record(rid, path)))
+            count = live.branch_counts[path] = len(expansion.chosen)
         return count
 
     async def _fire(
@@ -696,7 +691,7 @@ class Executor(Lifecycle):
         ref = then.ref
         if ref is None:
             output_key = keys.node_record(rid, planner.output_path(then.prefix))
-            ref = loads(await self._must(output_key))["ref"]
+            ref = StepRecord.decode(await self._must(output_key)).ref or ""
         return planner.after_dag(live.base, then.prefix, ref)
 
     async def _subdag_done(self, live: LiveRequest, action: SubdagDone) -> None:
@@ -705,29 +700,23 @@ class Executor(Lifecycle):
         key = keys.node_record(rid, path)
         raw = await self.state.get(key)
         if raw is not None:
-            done = loads(raw)
+            done = StepRecord.decode(raw)
         else:
             forwarded: dict[str, str] = {}
             if any(e.forwarder for e in node.children):
-                output = await self._read(action.ref, path)
+                output = await self.values.read(action.ref, path)
                 try:
                     forwarded = await self._forward(rid, path, node, output, new_token())
                 except NodeError as exc:
-                    await self._fail(live, None, key, None, exc)
+                    await self.lifecycle.fail(live, None, key, None, exc)
                     return
-            done = {
-                "state": "done",
-                "attempt": 1,
-                "finished": time.time(),
-                "ref": action.ref,
-                "fwd": forwarded,
-            }
-            if await self.state.compare_and_set(key, None, dumps(done)):
-                await self._history(rid, "node", path, "finished", record=done)
+            done = StepRecord("done", finished=time.time(), ref=action.ref, fwd=forwarded)
+            if await self.state.compare_and_set(key, None, done.encode()):
+                await self.requests.record(rid, HistoryEntry.of_step(path, "finished", done))
             else:
-                done = loads(await self._must(key))
+                done = StepRecord.decode(await self._must(key))
         await self._carry_out(
-            live, live.planner.after_node(live.base, path, node, done["ref"], done["fwd"])
+            live, live.planner.after_node(live.base, path, node, done.ref or "", done.fwd)
         )
 
     # -- control ------------------------------------------------------------------
@@ -755,19 +744,19 @@ class Executor(Lifecycle):
         try:
             # The record as the last attempt left it (running, of a worker that died).
             claimed = await self.state.get(key)
-            if claimed is not None and loads(claimed)["state"] == "done":
+            if claimed is not None and StepRecord.decode(claimed).done:
                 # The step itself finished; only what came after it (an ack, a send) kept
                 # failing. Running the hop again re-announces from the record and runs
                 # no user code, so it is no reason to fail the request.
                 await self.handle(hop)
                 return
-            attempt = loads(claimed).get("attempt", 1) if claimed is not None else 1
+            attempt = StepRecord.decode(claimed).attempt if claimed is not None else 1
             failure = NodeError(
                 f"the engine could not run this node: {error}", node=hop.path, attempt=attempt
             )
-            await self._fail(self.live(rid, hop.query), hop, key, claimed, failure)
+            await self.lifecycle.fail(self.live.get(rid, hop.query), hop, key, claimed, failure)
         except FaasFlowError as exc:
-            self._resolve(rid, exc)
+            self.requests.resolve(rid, exc)
             raise
 
 

@@ -18,7 +18,7 @@ from faasflow.dsl.spec import (
     dag_prefix,
     parent_instance,
 )
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 from faasflow.wire.hop import Hop
 
 

@@ -41,10 +41,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from faasflow import _failpoints, tracing
 from faasflow.config import ServerConfig
 from faasflow.dsl.export import to_json
-from faasflow.embedded import Engine, check_request_id
-from faasflow.engine import keys
+from faasflow.engine import _keys as keys
 from faasflow.engine.definition import Define
-from faasflow.engine.records import FAILED, STATUSES, STOPPED, SUCCEEDED
+from faasflow.engine.views import FAILED, STATUSES, STOPPED, SUCCEEDED
 from faasflow.errors import (
     ConfigurationError,
     DuplicateRequestError,
@@ -57,6 +56,8 @@ from faasflow.errors import (
     UnknownRequestError,
 )
 from faasflow.metrics import EngineMetrics, MetricsApp
+from faasflow.runtime import Runner, check_request_id
+from faasflow.runtime.engine import Engine
 from faasflow.server.bodies import BodyTooLarge, read_body
 from faasflow.server.callbacks import CallbackSender
 from faasflow.server.echo import echo, shorten
@@ -97,7 +98,7 @@ def create_app(
     define: Define,
     *,
     config: ServerConfig,
-    engine: Engine | None = None,
+    engine: Runner | None = None,
     engine_options: dict[str, Any] | None = None,
 ) -> Starlette:
     """The flow server's ASGI app.
@@ -107,7 +108,7 @@ def create_app(
         config: names, secrets and limits (see :mod:`faasflow.config`).
         engine: an engine to serve; by default one is built from ``config`` with the
             OpenFaaS transport (hops through ``config.gateway``, signed).
-        engine_options: :class:`~faasflow.embedded.Engine` arguments for the default
+        engine_options: :class:`~faasflow.runtime.engine.Engine` arguments for the default
             engine (``functions``, ``functions_dir``, ``state_store``, ``data_store``...);
             they win over ``config``.
 
@@ -161,7 +162,7 @@ def create_app(
     return app
 
 
-def _nats_engine(define: Define, config: ServerConfig, options: dict[str, Any]) -> Engine:
+def _nats_engine(define: Define, config: ServerConfig, options: dict[str, Any]) -> Runner:
     """Hops through NATS JetStream: this replica runs them, as does any other replica or
     ``faasflow worker`` of the flow, so the stores must be shared ones."""
     from faasflow.workers import Worker
@@ -191,7 +192,7 @@ class _FirstRequest:
 class _FlowServer:
     """The route handlers, sharing one engine."""
 
-    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+    def __init__(self, engine: Runner, config: ServerConfig) -> None:
         self.engine = engine
         self.config = config
         self.callbacks = CallbackSender(attempts=config.callback_attempts)
@@ -200,7 +201,7 @@ class _FlowServer:
 
     async def start(self) -> None:
         self.engine.describe()  # a definition that fails for every request fails start-up
-        self.engine.executor.end_listeners.append(self.callbacks.on_end)
+        self.engine.observe(self.callbacks)
         await self.engine.start()
         self._recovery = asyncio.create_task(self._recover())
 
@@ -215,7 +216,7 @@ class _FlowServer:
             await asyncio.wait_for(self.listening.wait(), RECOVERY_DELAY)
         # Once more when a predecessor on another host (a pod replaced by another) is
         # sure to count as gone: its heartbeat lasts a lease.
-        for wait in (0.0, self.engine.executor.settings.lease_ttl):
+        for wait in (0.0, self.engine.lease_ttl):
             await asyncio.sleep(wait)
             try:
                 recovered = await self.engine.recover()

@@ -11,15 +11,15 @@ import logging
 
 import httpx
 
-from faasflow.engine.lifecycle import RequestEnd
-from faasflow.engine.records import SUCCEEDED
+from faasflow.engine.observers import Observer, RequestEnd
+from faasflow.engine.views import SUCCEEDED
 from faasflow.httpclient import new_client
 
 log = logging.getLogger("faasflow.callbacks")
 
 
-class CallbackSender:
-    """Delivers completion callbacks in the background.
+class CallbackSender(Observer):
+    """Delivers completion callbacks in the background (an engine observer).
 
     Args:
         attempts: tries per callback.
@@ -38,9 +38,9 @@ class CallbackSender:
         self._client = new_client(timeout)
         self._tasks: set[asyncio.Task[bool]] = set()
 
-    async def on_end(self, end: RequestEnd) -> None:
-        """End listener: schedule the callback when the request asked for one."""
-        url = end.record.get("callback_url")
+    async def ended(self, end: RequestEnd) -> None:
+        """Schedule the callback when the request asked for one."""
+        url = end.record.callback_url
         if not url:
             return
         headers = {"X-Faas-Flow-Reqid": end.request_id, "X-Faas-Flow-Flow": end.flow}

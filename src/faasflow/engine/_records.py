@@ -1,0 +1,245 @@
+"""What the engine stores about requests and steps, typed, each with one codec.
+
+* :class:`RequestRecord` — ``r/R``: a request's status, failure and owner;
+* :class:`StepRecord` — ``r/R/n/PATH`` (a node, or a dynamic node's aggregation) and
+  ``r/R/x/PATH`` (a dynamic node's expansion): running under a claim, done with its
+  output refs, or failed;
+* :class:`HistoryEntry` — one item of ``h/R``, the request's history.
+
+Records are stored as JSON objects (absent fields left out), so a record written by one
+process is read by any other; each class reads what it wrote with :meth:`decode`.
+Comparisons that make claims safe are on the stored bytes: a step's claim is the exact
+bytes of its running record (:attr:`StepRecord.encode`'s output, kept by the claimer).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, Literal, Self
+
+import orjson
+
+RUNNING, PAUSED, SUCCEEDED, FAILED, STOPPED = "running", "paused", "succeeded", "failed", "stopped"
+STATUSES = (RUNNING, PAUSED, SUCCEEDED, FAILED, STOPPED)
+FINISHED = frozenset({SUCCEEDED, STOPPED})
+"""Nothing more will happen to these requests (a failed one can still be redriven)."""
+
+StepState = Literal["running", "done", "failed"]
+
+
+_DEFAULTS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _values(record: Any) -> dict[str, Any]:
+    """A record's fields as a dict, leaving out those that hold their default."""
+    kind = type(record)
+    defaults = _DEFAULTS.get(kind)
+    if defaults is None:
+        defaults = _DEFAULTS[kind] = tuple(
+            (item.name, item.default_factory() if callable(item.default_factory)
+             else item.default)
+            for item in fields(kind)
+        )
+    values = {}
+    for name, default in defaults:
+        value = getattr(record, name)
+        if value is MISSING or value != default:
+            values[name] = value
+    return values
+
+
+def _encode(record: Any) -> bytes:
+    return orjson.dumps(_values(record))
+
+
+@dataclass(frozen=True, slots=True)
+class FailureInfo:
+    """Why a request failed: the node (path), the attempt and the cause."""
+
+    node: str
+    attempt: int
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A request as stored at ``r/R``.
+
+    Attributes:
+        flow: the flow's name.
+        status: running, paused, succeeded, failed or stopped.
+        created: epoch seconds.
+        updated: epoch seconds of the last status change.
+        query: the request's query string.
+        owner: the engine that created it (or took it over): its in-process hops die
+            with it, so :meth:`~faasflow.runtime.engine.Engine.recover` takes over the
+            requests of engines that are gone.
+        error: why it failed, while failed.
+        callback_url: where its end is announced (the flow server's callbacks).
+        result_size: the result's size, once succeeded.
+        retired: failed long ago; its intermediate state was dropped.
+    """
+
+    flow: str
+    status: str
+    created: float
+    updated: float
+    query: str = ""
+    owner: str = ""
+    error: FailureInfo | None = None
+    callback_url: str | None = None
+    result_size: int | None = None
+    retired: bool = False
+
+    @classmethod
+    def new(cls, flow: str, query: str, owner: str, callback_url: str | None) -> Self:
+        now = time.time()
+        return cls(flow, RUNNING, now, now, query, owner, callback_url=callback_url)
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Self:
+        values = orjson.loads(raw)
+        error = values.pop("error", None)
+        return cls(**values, error=FailureInfo(**error) if error else None)
+
+    def moved(self, status: str, **changes: Any) -> Self:
+        """This record in ``status`` now, with ``changes``."""
+        return replace(self, status=status, updated=time.time(), **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A step as stored at ``r/R/n/PATH`` or ``r/R/x/PATH``.
+
+    Attributes:
+        state: ``running`` (claimed), ``done`` or ``failed``.
+        attempt: how many times the step was started.
+        started: when this attempt started (epoch seconds).
+        owner: the engine running it, while running.
+        until: while running, when the claim's first lease runs out (epoch seconds;
+            see :mod:`faasflow.engine._claims`).
+        released: while running: its owner gave it up; the next delivery takes it.
+        deaths: times a process died running it (a node that kills its process).
+        finished: when it ended.
+        ref: its output's ref, once done (the input's, for an expansion).
+        fwd: refs of what its edges' forwarders made, by child id.
+        chosen: a dynamic node's expansion: the branches it chose, ``(key, input ref)``.
+        branches: an aggregation: how many branches it aggregated.
+        size_in, size_out: bytes in and out.
+        calls: the function-call attempts of the node's last operation.
+        error: why it failed.
+    """
+
+    state: StepState
+    attempt: int = 1
+    started: float | None = None
+    owner: str | None = None
+    until: float | None = None
+    released: bool = False
+    deaths: int = 0
+    finished: float | None = None
+    ref: str | None = None
+    fwd: dict[str, str] = field(default_factory=dict)
+    chosen: tuple[tuple[str, str], ...] = ()
+    branches: int | None = None
+    size_in: int | None = None
+    size_out: int | None = None
+    calls: int | None = None
+    error: str | None = None
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Self:
+        values = orjson.loads(raw)
+        chosen = values.pop("chosen", None)
+        if chosen:
+            values["chosen"] = tuple((key, ref) for key, ref in chosen)
+        return cls(**values)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+    def details(self) -> dict[str, Any]:
+        """What the node table shows of this record (see
+        :func:`faasflow.engine.views.node_table`)."""
+        shown: dict[str, Any] = {"state": self.state, "attempt": self.attempt}
+        for name in ("started", "finished", "size_in", "size_out", "calls", "error"):
+            value = getattr(self, name)
+            if value is not None:
+                shown[name] = value
+        count = self.branch_count
+        if count is not None:
+            shown["branches"] = count
+        return shown
+
+    @property
+    def branch_count(self) -> int | None:
+        """How many branches an expansion chose or an aggregation aggregated."""
+        return len(self.chosen) if self.chosen else self.branches
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One event of a request's history (``h/R``).
+
+    Attributes:
+        t: when (epoch seconds).
+        kind: ``request`` or ``node``.
+        node: the node's path (``""`` for request events).
+        event: ``started``, ``succeeded``, ``failed``, ``stopped`` (requests);
+            ``started``, ``retried``, ``held``, ``finished``, ``expanded``, ``failed``
+            (nodes).
+        attempt, started, finished, size_in, size_out, calls, branches, error: the
+            step's details, as :class:`StepRecord` has them.
+        size: a request's input (started) or result (succeeded) size.
+    """
+
+    t: float
+    kind: str
+    node: str
+    event: str
+    attempt: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    size: int | None = None
+    size_in: int | None = None
+    size_out: int | None = None
+    calls: int | None = None
+    branches: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def now(cls, kind: str, node: str, event: str, **details: Any) -> Self:
+        return cls(time.time(), kind, node, event, **details)
+
+    @classmethod
+    def of_step(cls, node: str, event: str, record: StepRecord, **details: Any) -> Self:
+        """The entry of a step that ended with ``record``."""
+        return cls.now(
+            "node", node, event,
+            attempt=record.attempt, started=record.started, finished=record.finished,
+            size_in=record.size_in, size_out=record.size_out, calls=record.calls,
+            branches=record.branch_count, **details,
+        )  # fmt: skip
+
+    def encode(self) -> bytes:
+        return _encode(self)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Self:
+        return cls(**orjson.loads(raw))
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the public history shows it: a JSON object without absent details."""
+        return _values(self)
