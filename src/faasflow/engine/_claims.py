@@ -53,13 +53,15 @@ class Claim:
     Attributes:
         rid: the request.
         key: the step's record key.
-        raw: the record as this process wrote it (``running``, its owner, its attempt):
-            every later write of the step is conditional on the record still being this.
+        record: the running record this process wrote (its owner, its attempt).
+        raw: that record as stored: every later write of the step is conditional on the
+            record still being this.
         hop: the hop that runs the step, to send again if the claim is released late.
     """
 
     rid: str
     key: str
+    record: StepRecord
     raw: bytes
     hop: Hop
     since: float = field(default_factory=time.monotonic)
@@ -147,7 +149,7 @@ class Claims:
     async def _release(self, claim: Claim) -> bool:
         """Mark the record released and delete the lease, if the record is still
         ``claim``; whether it was."""
-        released = replace(StepRecord.decode(claim.raw), released=True).encode()
+        released = replace(claim.record, released=True).encode()
         return await self.state.commit(
             [Put(claim.key, released), Delete(claim.lease)], require={claim.key: claim.raw}
         )

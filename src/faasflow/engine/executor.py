@@ -104,8 +104,8 @@ ClaimResult = Claim | _Done | _Busy | _Abandoned
 Seen = dict[str, bytes | None]
 """Step records as read when a hop arrived, by key: saves reading them again."""
 
-Work = Callable[[bytes], Awaitable[StepRecord]]
-"""A step's work: given its claim, it returns its done record."""
+Work = Callable[[StepRecord], Awaitable[StepRecord]]
+"""A step's work: given its claim's record, it returns its done record."""
 
 Plan = Callable[[StepRecord], list[Action]]
 """What follows a step, given its done record."""
@@ -325,7 +325,8 @@ class Executor:
             await _failpoints.reach("claim", hop.path, hop.json)
         attempt = (previous.attempt if previous else 0) + 1
         # Built right before it is written: its first lease counts from now.
-        claim = Claim(rid, key, self.claims.record(attempt, deaths).encode(), hop)
+        running = self.claims.record(attempt, deaths)
+        claim = Claim(rid, key, running, running.encode(), hop)
         self.claims.hold(claim)
         # The start is on record in the claim (and later in the end's history entry):
         # a history entry of its own would be one more write per node.
@@ -400,13 +401,13 @@ class Executor:
         self, live: LiveRequest, hop: Hop, key: str, claim: Claim, work: Work
     ) -> StepRecord | None:
         """Run the claimed step; its done record, or ``None`` when it failed (recorded)."""
-        attempt = StepRecord.decode(claim.raw).attempt
+        attempt = claim.record.attempt
         tracing.annotate(attempt=attempt)
         token = current_node.set(hop.path)
         try:
             if _failpoints.FOLDER:
                 await _failpoints.reach("call", hop.path, hop.json)
-            return await work(claim.raw)
+            return await work(claim.record)
         except NodeError as exc:
             exc.attempt = max(exc.attempt, attempt)
             tracing.mark_failed(exc)
@@ -415,11 +416,10 @@ class Executor:
         finally:
             current_node.reset(token)
 
-    def _done(self, claimed: bytes, **details: Any) -> StepRecord:
+    def _done(self, claimed: StepRecord, **details: Any) -> StepRecord:
         """The done record of the step claimed as ``claimed``."""
-        started = StepRecord.decode(claimed)
         return StepRecord(
-            "done", attempt=started.attempt, started=started.started, finished=time.time(),
+            "done", attempt=claimed.attempt, started=claimed.started, finished=time.time(),
             **details,
         )  # fmt: skip
 
@@ -498,7 +498,7 @@ class Executor:
     async def _run_task(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
-        async def work(claimed: bytes) -> StepRecord:
+        async def work(claimed: StepRecord) -> StepRecord:
             data_in, single_ref = await self._input(hop, node)
             output, calls = await run_operations(
                 node.operations,
@@ -552,7 +552,7 @@ class Executor:
     async def _run_expand(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
-        async def work(claimed: bytes) -> StepRecord:
+        async def work(claimed: StepRecord) -> StepRecord:
             data_in, input_ref = await self._input(hop, node)
             chosen = await self._choose(rid, path, node, data_in, input_ref)
             return self._done(claimed, ref=input_ref or "", chosen=tuple(chosen),
@@ -607,7 +607,7 @@ class Executor:
     async def _run_collect(self, live: LiveRequest, hop: Hop, node: NodeSpec, seen: Seen) -> None:
         rid, path = hop.request_id, hop.path
 
-        async def work(claimed: bytes) -> StepRecord:
+        async def work(claimed: StepRecord) -> StepRecord:
             expansion = StepRecord.decode(await self._must(keys.expand_record(rid, path)))
             members = await self.state.set_members(keys.branch_set(rid, path))
             finished = dict(split_member(m) for m in members)
