@@ -21,8 +21,8 @@ as much to make, and steps make several per hop.
 from __future__ import annotations
 
 import time
-from dataclasses import MISSING, dataclass, field, fields, replace
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from typing import Any, Literal, Self
 
