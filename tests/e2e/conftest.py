@@ -33,7 +33,9 @@ GATEWAY_OPTIONS = (
     "--async-concurrency", "64",  # the 200-request test keeps many hops in flight
     "--async-queue-size", "20000",
     "--drain-timeout", "5",
-    "--upstream-timeout", "90",
+    # A request held by X-Faas-Flow-Wait may take up to the flow's max_wait (300 s) on a
+    # busy machine (test_concurrency.py); the gateway must not cut it short.
+    "--upstream-timeout", "300",
 )  # fmt: skip
 
 _names = itertools.count(1)

@@ -171,12 +171,48 @@ async def test_redis_stopped_mid_flow_and_started_again(
     assert Counter(name for name, _ in executions(log))["join"] == 1
 
 
+RESEND_AFTER, SWEEP_INTERVAL = 2.0, 1.0
+"""How soon the workers of the NATS restart test send again a hop the restart lost (a
+hop published while JetStream was recovering its stream is dropped by the server)."""
+STALL = 30.0
+"""Seconds without any progress (a node recorded, a request ended) after which a fault
+test gives up: far above ack_wait + resend_after + sweep_interval, so only hops that
+nobody will ever send again fail it, however slow the machine."""
+
+
+async def _progress(client: Client, rids: list[str]) -> tuple[int, int]:
+    """How far ``rids`` got: their history events, and how many ended."""
+    events = ended = 0
+    for rid in rids:
+        events += len(await client.history(rid))
+        ended += (await client.info(rid)).status not in ("running", "paused")
+    return events, ended
+
+
+async def _until_all_end(client: Client, rids: list[str]) -> None:
+    """Wait for every request to end, failing once none made progress for :data:`STALL`
+    seconds (a deadline on progress, not on the total: a busy runner is slow, not stuck)."""
+    seen, since = (-1, -1), time.monotonic()
+    while True:
+        now = await _progress(client, rids)
+        if now[1] == len(rids):
+            return
+        if now != seen:
+            seen, since = now, time.monotonic()
+        assert time.monotonic() - since < STALL, (
+            f"no progress for {STALL:g} s: {len(rids) - now[1]} of {len(rids)} requests "
+            "still running"
+        )
+        await asyncio.sleep(0.05)
+
+
 async def test_nats_restarted_mid_flow(setup: dict[str, Any], tmp_path: Path) -> None:
     port = free_port()
     folder = tmp_path / "nats"
     log, marker, gate = tmp_path / "log", tmp_path / "marker", tmp_path / "gate"
     with nats_server(folder, port) as url:
-        worker = setup["start"](nats=url)
+        worker = setup["start"]("--resend-after", f"{RESEND_AFTER:g}",
+                                "--sweep-interval", f"{SWEEP_INTERVAL:g}", nats=url)
         await worker.ready()
         client = Client(fanout.define, flow_name=setup["flow"], nats=url,
                         state_store=setup["state"])
@@ -185,11 +221,21 @@ async def test_nats_restarted_mid_flow(setup: dict[str, Any], tmp_path: Path) ->
             {"log": log, "marker": marker, "gate": gate}))
         others = [await client.submit(f"r{i}".encode()) for i in range(10)]
         await until(marker.exists)
-    gate.touch()  # b1 finishes while NATS is down: its successors wait to be published
-    await asyncio.sleep(1.0)
+    gate.touch()
+
+    async def b1_done() -> bool:
+        nodes = (await client.info(gated, nodes=True)).nodes
+        return nodes.get("b1", {}).get("state") == "done"
+
     try:
+        # b1 finishes while NATS is down: its successor waits to be published.
+        deadline = time.monotonic() + STALL
+        while not await b1_done():
+            assert time.monotonic() < deadline, "b1 did not finish while NATS was down"
+            await asyncio.sleep(0.02)
         with nats_server(folder, port):
-            outs = [await client.wait(rid, timeout=90, poll=0.05) for rid in [gated, *others]]
+            await _until_all_end(client, [gated, *others])
+            outs = [await client.result(rid) for rid in [gated, *others]]
     finally:
         await client.close()
     assert outs[0] == fanout.expected(b"g")

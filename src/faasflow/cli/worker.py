@@ -46,6 +46,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="seconds before a silent worker's hop goes to another (default 30)")
     parser.add_argument("--max-deliveries", type=int, default=5, metavar="N",
                         help="deliveries of one hop before its request fails (default 5)")
+    parser.add_argument(
+        "--resend-after", type=float, default=30.0, metavar="S",
+        help="seconds a running request may go without progress and without a running "
+        "node before its pending hops are sent again, e.g. hops lost with a NATS restart "
+        "(default 30)",
+    )
+    parser.add_argument("--sweep-interval", type=float, default=60.0, metavar="S",
+                        help="seconds between two looks for such requests (default 60)")
     parser.add_argument("--functions", metavar="DIR",
                         help="handler folders for apply() (default: functions/ next to FILE)")
     parser.add_argument("--gateway", metavar="URL", help="an OpenFaaS gateway for apply()")
@@ -117,6 +125,8 @@ def _worker(args: argparse.Namespace, flow: FlowFile) -> Worker:
         concurrency=args.concurrency,
         ack_wait=args.ack_wait,
         max_deliveries=args.max_deliveries,
+        resend_after=args.resend_after,
+        sweep_interval=args.sweep_interval,
         functions_dir=folder if folder.is_dir() else None,
         gateway=args.gateway,
     )
