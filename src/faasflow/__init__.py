@@ -4,6 +4,7 @@ Write ``define(flow, context)`` to compose functions into a DAG; run it embedded
 :func:`run` / :func:`arun` / :class:`Engine`, as an OpenFaaS function, or on workers.
 """
 
+from faasflow._version import __version__ as __version__
 from faasflow.dsl.graph import Dag, Node, Workflow
 from faasflow.dsl.options import Retry
 from faasflow.engine.context import Context
@@ -28,8 +29,6 @@ from faasflow.errors import (
     UnknownRequestError,
 )
 from faasflow.runtime.engine import Engine, arun, run
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigurationError",

@@ -31,7 +31,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from faasflow.engine import _keys as keys
 from faasflow.engine.observers import CallEvent, HistoryEntry, Observer
 from faasflow.errors import FaasFlowError
 
@@ -196,11 +195,10 @@ class EngineMetrics(Observer):
             self._held_at = now
 
     async def _count_held(self) -> int:
-        state = self.engine.state
-        prefix = keys.live_index(self.flow)
+        executor = self.engine.executor
         total = 0
-        for key in await state.keys(prefix):
-            total += len(await state.keys(keys.held(key[len(prefix):])))
+        for rid in await executor.requests.unfinished():
+            total += await executor.hops.count_held(rid)
         return total
 
     async def render(self) -> bytes:

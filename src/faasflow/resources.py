@@ -26,21 +26,3 @@ class AsyncResource:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-class AsyncClosing:
-    """Something usable at once and closed after, httpx-style: ``aclose()``."""
-
-    async def aclose(self) -> None:
-        """Release connections. The default does nothing."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

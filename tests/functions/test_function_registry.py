@@ -89,7 +89,7 @@ async def test_url_request_uses_the_gateway_client(http_server: HttpTestServer) 
         response = await registry.invoke(
             FunctionRequest(f"{http_server.url}/hook", b"", is_url=True)
         )
-        await registry.aclose()
+        await registry.close()
     assert response.body == b"gateway:/hook"
     assert http_server.received[0].header("X-Via") == "gateway-client"
 
@@ -103,7 +103,7 @@ async def test_url_request_without_gateway_uses_an_internal_client(
     assert (response.status, response.body) == (200, b"gateway:/hook")
     internal = registry._owned_url_client
     assert internal is not None
-    await registry.aclose()
+    await registry.close()
     assert internal._client.is_closed
 
 
@@ -118,15 +118,15 @@ class Recording(FunctionInvoker):
     async def invoke(self, request: FunctionRequest) -> FunctionResponse:
         raise AssertionError("not called")
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         self.closed = True
         if self.fail:
             raise RuntimeError("close failed")
 
 
-async def test_aclose_closes_every_invoker_even_when_one_fails() -> None:
+async def test_close_closes_every_invoker_even_when_one_fails() -> None:
     first, second = Recording(fail=True), Recording()
     registry = FunctionRegistry([first, second])
     with pytest.raises(RuntimeError, match="close failed"):
-        await registry.aclose()
+        await registry.close()
     assert first.closed and second.closed

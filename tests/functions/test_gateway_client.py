@@ -195,14 +195,14 @@ async def test_shared_client_is_left_open(http_server: HttpTestServer) -> None:
     async with httpx.AsyncClient(headers={"X-Shared": "1"}) as client:
         gateway = GatewayClient(http_server.url, client=client)
         await gateway.invoke(FunctionRequest("f", b""))
-        await gateway.aclose()
+        await gateway.close()
         assert not client.is_closed
     assert http_server.received[0].header("X-Shared") == "1"
 
 
 async def test_owned_client_is_closed() -> None:
     gateway = GatewayClient("127.0.0.1:1")
-    await gateway.aclose()
+    await gateway.close()
     assert gateway._client.is_closed
 
 

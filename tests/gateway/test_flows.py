@@ -13,7 +13,7 @@ from faasflow.errors import ConfigurationError
 from faasflow.gateway import (
     BackgroundServer,
     FlowCommand,
-    FlowSpec,
+    ServedFlow,
     create_gateway,
     flow_server_command,
 )
@@ -70,7 +70,7 @@ def flow_file(tmp_path: Path) -> Path:
 
 
 def fake_command(script: Path) -> FlowCommandBuilder:
-    def command(spec: FlowSpec, port: int, gateway_url: str, secret: str) -> FlowCommand:
+    def command(spec: ServedFlow, port: int, gateway_url: str, secret: str) -> FlowCommand:
         real = flow_server_command(spec, port, gateway_url, secret)
         return FlowCommand(
             argv=(sys.executable, str(script), str(port), *real.argv[3:]),
@@ -84,7 +84,7 @@ def fake_command(script: Path) -> FlowCommandBuilder:
 
 def test_serve_command_line(flow_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("faasflow_hmac_secret", raising=False)
-    spec = FlowSpec.parse("greeter", str(flow_file))
+    spec = ServedFlow.parse("greeter", str(flow_file))
     command = flow_server_command(spec, 9123, "http://127.0.0.1:8080", "s3")
     assert command.argv == (
         sys.executable, "-m", "faasflow", "serve", f"{flow_file}:define",
@@ -95,11 +95,11 @@ def test_serve_command_line(flow_file: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert command.url == "http://127.0.0.1:9123"
     assert command.health_url == "http://127.0.0.1:9123/healthz"
     assert spec.description() == "Greets people, politely."
-    assert FlowSpec.parse("g", f"{flow_file}:other").target == f"{flow_file}:other"
+    assert ServedFlow.parse("g", f"{flow_file}:other").target == f"{flow_file}:other"
     with pytest.raises(ConfigurationError, match="no file"):
-        FlowSpec.parse("g", str(flow_file.with_name("missing.py")))
+        ServedFlow.parse("g", str(flow_file.with_name("missing.py")))
     with pytest.raises(ConfigurationError, match="not a function name"):
-        FlowSpec.parse("a.b", str(flow_file))
+        ServedFlow.parse("a.b", str(flow_file))
 
 
 def test_flows_are_started_listed_called_and_stopped(
@@ -108,7 +108,7 @@ def test_flows_are_started_listed_called_and_stopped(
     script = tmp_path / "fake_flow_server.py"
     script.write_text(FAKE_FLOW_SERVER)
     gateway = create_gateway(
-        flows=[FlowSpec.parse("greeter", str(flow_file))],
+        flows=[ServedFlow.parse("greeter", str(flow_file))],
         flow_command=fake_command(script),
         labels={"greeter": {"extra": "yes"}},
     )
@@ -136,7 +136,7 @@ def test_a_flow_that_does_not_start_fails_the_gateway(tmp_path: Path, flow_file:
     script = tmp_path / "exits.py"
     script.write_text("import sys\nsys.exit(3)\n")
     gateway = create_gateway(
-        flows=[FlowSpec.parse("greeter", str(flow_file))],
+        flows=[ServedFlow.parse("greeter", str(flow_file))],
         flow_command=fake_command(script),
     )
     with pytest.raises(ConfigurationError, match="exited with status 3"):
@@ -147,7 +147,7 @@ def test_a_flow_that_does_not_start_fails_the_gateway(tmp_path: Path, flow_file:
 def test_real_flow_server_with_hops_through_the_async_route(client: httpx.Client) -> None:
     # `faasflow serve` itself: every node after the first is a hop posted back to the
     # gateway's /async-function/chain/flow/ID/forward and run by the queue worker.
-    gateway = create_gateway(flows=[FlowSpec.parse("chain", str(EXAMPLES / "async_chain.py"))])
+    gateway = create_gateway(flows=[ServedFlow.parse("chain", str(EXAMPLES / "async_chain.py"))])
     with BackgroundServer(gateway) as server:
         answer = client.post(
             f"{server.url}/function/chain",

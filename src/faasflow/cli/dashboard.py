@@ -181,7 +181,7 @@ def _source(args: argparse.Namespace) -> Source:
 
 def _local_source(args: argparse.Namespace) -> Source:
     from faasflow.dashboard.sources import LocalFlow, LocalSource
-    from faasflow.gateway.flows import FlowSpec
+    from faasflow.gateway.flows import ServedFlow
     from faasflow.gateway.registry import FUNCTION_NAME
     from faasflow.runtime import Engine, Submitting
 
@@ -212,7 +212,7 @@ def _local_source(args: argparse.Namespace) -> Source:
                 functions_dir=functions_dir, gateway=args.gateway,
             )  # fmt: skip
         engine.describe()  # a bad definition fails now, not on the first page
-        description = FlowSpec(name=name, file=flow.path).description()
+        description = ServedFlow(name=name, file=flow.path).description()
         flows.append(LocalFlow(name, engine, description))
     # An embedded engine runs hops: it takes over requests whose process died.
     return LocalSource(flows, recover=not args.nats)

@@ -106,7 +106,7 @@ def command(args: argparse.Namespace) -> int:
             EXIT_MISSING_TOOL,
         )
     from faasflow.gateway.app import create_gateway
-    from faasflow.gateway.flows import FlowSpec
+    from faasflow.gateway.flows import ServedFlow
     from faasflow.gateway.server import serve
 
     try:
@@ -114,7 +114,7 @@ def command(args: argparse.Namespace) -> int:
             functions_dir=args.functions,
             upstreams=dict(_pairs(args.register, "--register", "NAME=URL")),
             flows=[
-                FlowSpec.parse(name, target)
+                ServedFlow.parse(name, target)
                 for name, target in _pairs(args.flow, "--flow", "NAME=FILE[:define]")
             ],
             basic_auth=_credentials(args.basic_auth),

@@ -14,7 +14,8 @@ import logging
 import os
 import sys
 
-from faasflow import __version__, tracing
+from faasflow import tracing
+from faasflow._version import __version__
 from faasflow.cli import dashboard, graph, new, recover, requests, run, serve, worker
 from faasflow.cli import gateway as gateway_cli
 from faasflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, error

@@ -49,6 +49,21 @@ class HopBook:
         await self.mark_pending(hop)
         return True
 
+    async def count_held(self, rid: str) -> int:
+        """How many hops of request ``rid`` are held."""
+        return len(await self.state.keys(keys.held(rid)))
+
+    async def claim_replay(self, rid: str, signature: str, ttl: float) -> bool:
+        """Note that the hop signed ``signature`` runs now; ``False`` when it ran or runs
+        already (a replay). Kept under the request's keys, so it goes with the request,
+        and for ``ttl`` seconds at most."""
+        return await self.state.compare_and_set(keys.seen_hop(rid, signature), None, b"",
+                                                ttl=ttl)
+
+    async def release_replay(self, rid: str, signature: str) -> None:
+        """Forget :meth:`claim_replay`'s note: the hop did not run to its end."""
+        await self.state.compare_and_set(keys.seen_hop(rid, signature), b"", None)
+
     async def held(self, rid: str) -> list[Hop]:
         return await self._read(keys.held(rid))
 

@@ -144,7 +144,7 @@ class Executor:
         self.owner = process_owner()
         """This engine's name in the claims it makes and the requests it creates."""
         self.observers = Observers()
-        self.requests = RequestBook(state, self.observers)
+        self.requests = RequestBook(flow_name, state, data, self.observers)
         self.values = Values(data, self.settings.inline_limit)
         self.live = LiveRequests(flow_name, define, data)
         self.hops = HopBook(state)
@@ -357,9 +357,9 @@ class Executor:
         except StoreError:
             return False
 
-    async def step_alive(self, rid: str, key: str, record: StepRecord) -> bool:
-        """Whether the step at ``key``, whose record says it is running, still is."""
-        return await self.claims.alive(rid, key, record)
+    async def step_alive(self, rid: str, path: str, record: StepRecord) -> bool:
+        """Whether the node at ``path``, whose record says it is running, still is."""
+        return await self.claims.alive(rid, keys.node_record(rid, path), record)
 
     # -- one step -------------------------------------------------------------------
     async def _step(

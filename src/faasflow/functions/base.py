@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from faasflow.resources import AsyncClosing
+from faasflow.resources import AsyncResource
 
 
 @dataclass
@@ -53,7 +53,7 @@ class FunctionResponse:
         return 200 <= self.status < 300
 
 
-class FunctionInvoker(AsyncClosing, ABC):
+class FunctionInvoker(AsyncResource, ABC):
     """Something that can answer a :class:`FunctionRequest`."""
 
     @abstractmethod

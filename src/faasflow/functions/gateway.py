@@ -69,8 +69,8 @@ class HttpClient(FunctionInvoker):
 
     Args:
         client: an ``httpx.AsyncClient`` to share; when given, the caller owns it and
-            :meth:`aclose` leaves it open. Otherwise one is created with
-            :data:`DEFAULT_LIMITS` and closed by :meth:`aclose`.
+            :meth:`close` leaves it open. Otherwise one is created with
+            :data:`DEFAULT_LIMITS` and closed by :meth:`close`.
     """
 
     def __init__(self, *, client: httpx.AsyncClient | None = None) -> None:
@@ -135,7 +135,7 @@ class HttpClient(FunctionInvoker):
             status=response.status_code, body=response.content, headers=response.headers
         )
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         if self._owns_client:
             await self._client.aclose()
 

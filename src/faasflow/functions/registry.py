@@ -21,10 +21,10 @@ class FunctionRegistry(FunctionInvoker):
     A name goes to the first invoker whose ``knows(name)`` is true, so the order of
     ``invokers`` is the precedence. A URL (``request(url)``) goes to the first
     :class:`GatewayClient` (sharing its connection pool), or, when there is none, to an
-    HTTP client the registry creates on first use and closes in :meth:`aclose`.
+    HTTP client the registry creates on first use and closes in :meth:`close`.
 
     Args:
-        invokers: in order of precedence. The registry closes them in :meth:`aclose`.
+        invokers: in order of precedence. The registry closes them in :meth:`close`.
 
     Raises (from :meth:`invoke`):
         FunctionNotFoundError: no invoker serves the name; the message says what was
@@ -105,7 +105,7 @@ class FunctionRegistry(FunctionInvoker):
             "gateway (gateway= option, `gateway` environment variable) to call OpenFaaS."
         )
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close every invoker, and the HTTP client the registry created.
 
         Every one is closed even if another fails; the first failure is then raised.
@@ -117,7 +117,7 @@ class FunctionRegistry(FunctionInvoker):
         first: BaseException | None = None
         for invoker in closers:
             try:
-                await invoker.aclose()
+                await invoker.close()
             except Exception as exc:
                 first = first or exc
         if first is not None:

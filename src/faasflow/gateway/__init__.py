@@ -26,7 +26,7 @@ from faasflow.lazy import lazy_exports
 if TYPE_CHECKING:
     from faasflow.gateway.app import Gateway, create_gateway
     from faasflow.gateway.config import GatewayConfig
-    from faasflow.gateway.flows import FlowCommand, FlowSpec, flow_server_command
+    from faasflow.gateway.flows import FlowCommand, ServedFlow, flow_server_command
     from faasflow.gateway.queue import QUEUE_WORKER_USER_AGENT
     from faasflow.gateway.registry import NAMESPACE, FunctionEntry, Kind
     from faasflow.gateway.server import BackgroundServer, serve
@@ -34,13 +34,13 @@ if TYPE_CHECKING:
 __all__ = [
     "BackgroundServer",
     "FlowCommand",
-    "FlowSpec",
     "FunctionEntry",
     "Gateway",
     "GatewayConfig",
     "Kind",
     "NAMESPACE",
     "QUEUE_WORKER_USER_AGENT",
+    "ServedFlow",
     "create_gateway",
     "flow_server_command",
     "serve",
@@ -51,7 +51,7 @@ _HOME = {
     "QUEUE_WORKER_USER_AGENT": "queue",
     "BackgroundServer": "server",
     "FlowCommand": "flows",
-    "FlowSpec": "flows",
+    "ServedFlow": "flows",
     "FunctionEntry": "registry",
     "Gateway": "app",
     "GatewayConfig": "config",

@@ -34,18 +34,18 @@ from starlette.types import Message, Receive, Scope, Send
 from faasflow.config import DEFAULT_MAX_BODY_SIZE
 from faasflow.errors import ConfigurationError
 from faasflow.functions.folders import HandlerFolders
+from faasflow.gateway._gourl import GoURLError, check_url
 from faasflow.gateway.auth import BasicAuth, protect
 from faasflow.gateway.callid import PROXY_METHODS, function_path, remote_addr, stamp_call
 from faasflow.gateway.config import GatewayConfig, check_function_name, check_upstream_url
 from faasflow.gateway.flows import (
     FlowCommandBuilder,
     FlowProcess,
-    FlowSpec,
+    ServedFlow,
     flow_server_command,
     free_port,
     new_hmac_secret,
 )
-from faasflow.gateway.gourl import GoURLError, check_url
 from faasflow.gateway.proxy import Call, Proxy, probe_body
 from faasflow.gateway.queue import (
     QUEUE_WORKER_USER_AGENT,
@@ -460,7 +460,7 @@ def create_gateway(
     *,
     functions_dir: str | Path | None = None,
     upstreams: Mapping[str, str] | None = None,
-    flows: Sequence[FlowSpec] = (),
+    flows: Sequence[ServedFlow] = (),
     basic_auth: tuple[str, str] | None = None,
     async_concurrency: int = 10,
     async_queue_size: int = 1000,

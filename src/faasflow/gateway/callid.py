@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.types import Scope
 
-from faasflow import __version__
+from faasflow._version import __version__
 from faasflow.gateway.registry import ROUTE_NAME
 from faasflow.gateway.wire import Header, first_header
 

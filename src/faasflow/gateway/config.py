@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from faasflow.config import DEFAULT_MAX_BODY_SIZE
 from faasflow.errors import ConfigurationError
-from faasflow.gateway.flows import FlowCommandBuilder, FlowSpec, flow_server_command
+from faasflow.gateway.flows import FlowCommandBuilder, ServedFlow, flow_server_command
 from faasflow.gateway.registry import FUNCTION_NAME
 
 
@@ -56,7 +56,7 @@ class GatewayConfig:
 
     functions_dir: Path | None = None
     upstreams: Mapping[str, str] = field(default_factory=dict)
-    flows: Sequence[FlowSpec] = ()
+    flows: Sequence[ServedFlow] = ()
     basic_auth: tuple[str, str] | None = None
     async_concurrency: int = 10
     async_queue_size: int = 1000

@@ -46,7 +46,7 @@ STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
-class FlowSpec:
+class ServedFlow:
     """A flow for the gateway to run.
 
     Attributes:
@@ -60,7 +60,7 @@ class FlowSpec:
     attribute: str = DEFAULT_ATTRIBUTE
 
     @classmethod
-    def parse(cls, name: str, target: str) -> FlowSpec:
+    def parse(cls, name: str, target: str) -> ServedFlow:
         """Build from ``NAME`` and ``FILE[:define]`` (the ``--flow`` option's parts).
 
         Raises:
@@ -112,12 +112,12 @@ class FlowCommand:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-FlowCommandBuilder = Callable[[FlowSpec, int, str, str], FlowCommand]
+FlowCommandBuilder = Callable[[ServedFlow, int, str, str], FlowCommand]
 """``(spec, port, gateway_url, hmac_secret) -> FlowCommand``."""
 
 
 def flow_server_command(
-    spec: FlowSpec, port: int, gateway_url: str, hmac_secret: str
+    spec: ServedFlow, port: int, gateway_url: str, hmac_secret: str
 ) -> FlowCommand:
     """The ``faasflow serve`` command line for ``spec`` on ``port``.
 
@@ -161,7 +161,7 @@ class FlowProcess:
         command: how to start it.
     """
 
-    def __init__(self, spec: FlowSpec, command: FlowCommand) -> None:
+    def __init__(self, spec: ServedFlow, command: FlowCommand) -> None:
         self.spec = spec
         self.command = command
         self._process: asyncio.subprocess.Process | None = None

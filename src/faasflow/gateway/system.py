@@ -22,7 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from faasflow import __version__
+from faasflow._version import __version__
 from faasflow.errors import ConfigurationError
 from faasflow.gateway.config import check_function_name, check_upstream_url
 from faasflow.gateway.registry import FunctionEntry, Kind, Registry

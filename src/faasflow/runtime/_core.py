@@ -194,7 +194,7 @@ class Core:
         await self.transport.close()
         # After the transport: hops cancelled while closing release their claims.
         await self.executor.claims.stop()
-        await self.registry.aclose()
+        await self.registry.close()
         await self.state.close()
         await self.data.close()
         self._threads.shutdown(wait=False, cancel_futures=True)

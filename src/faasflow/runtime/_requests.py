@@ -19,8 +19,6 @@ from types import TracebackType
 from typing import Self
 
 from faasflow.dsl.spec import FlowSpec
-from faasflow.engine import _keys as keys
-from faasflow.engine._records import RequestRecord, StepRecord
 from faasflow.engine.context import Context
 from faasflow.engine.definition import build_flow
 from faasflow.engine.executor import Executor
@@ -125,21 +123,11 @@ class RequestsApi:
             raise UnknownRequestError(f"no request {request_id!r}", request_id)
         info = RequestInfo.from_record(request_id, record)
         if nodes:
-            records = await self._node_records(request_id)
-            history = await self._core.executor.requests.history(request_id)
+            requests = self._core.executor.requests
+            records = await requests.steps(request_id)
+            history = await requests.history(request_id)
             info.nodes.update(node_table(with_starts(history, records), records))
         return info
-
-    async def _node_records(self, request_id: str) -> dict[str, StepRecord]:
-        """The node records of a request still running (node path → record)."""
-        prefix = keys.node_record(request_id, "")
-        found = await self.state.keys(prefix)
-        values = await self.state.get_many(found)
-        return {
-            key[len(prefix) :]: StepRecord.decode(value)
-            for key, value in zip(found, values, strict=True)
-            if value is not None
-        }
 
     async def state_of(self, request_id: str) -> str:
         """The request's status: running, paused, succeeded, failed or stopped."""
@@ -157,7 +145,7 @@ class RequestsApi:
             raise RequestStateError(
                 f"request {request_id} has no result: it is {info.status}", request_id
             )
-        data = await self.data.get(keys.result(request_id))
+        data = await self._core.executor.requests.result(request_id)
         if data is None:
             raise UnknownRequestError(f"the result of {request_id} has expired", request_id)
         return data
@@ -167,13 +155,12 @@ class RequestsApi:
         started, retried, held, finished (expanded, for a dynamic node's choice) or
         failed, with attempts, times, sizes and errors."""
         await self.info(request_id)
-        history = await self._core.executor.requests.history(request_id)
-        return with_starts(history, await self._node_records(request_id))
+        requests = self._core.executor.requests
+        return with_starts(await requests.history(request_id), await requests.steps(request_id))
 
     async def requests(self) -> list[str]:
         """Ids of this flow's requests still on record, oldest first."""
-        prefix = keys.flow_index(self.flow_name)
-        return [key[len(prefix) :] for key in await self.state.keys(prefix)]
+        return await self._core.executor.requests.ids()
 
     async def list_requests(
         self,
@@ -200,36 +187,19 @@ class RequestsApi:
             )
         if not 1 <= limit <= 1000:
             raise RequestError(f"limit must be 1-1000, got {limit}", None)
-        prefix = keys.flow_index(self.flow_name)
-        index = await self.state.keys(prefix)
-        created = await self.state.get_many(index)
-        # Newest first by creation time (the index entry's value), then by id; a cursor
-        # is "created/id" of the last request on the previous page.
-        order = sorted(
-            ((float(value or 0), key[len(prefix) :]) for key, value in zip(
-                index, created, strict=True)),
-            reverse=True,
-        )
+        cut = None
         if before is not None:
             text, _, last = before.partition("/")
             try:
                 cut = (float(text), last)
             except ValueError:
                 raise RequestError(f"invalid cursor {before!r}", None) from None
-            order = [entry for entry in order if entry < cut]
-        page: list[RequestInfo] = []
-        for start in range(0, len(order), 256):
-            batch = order[start : start + 256]
-            records = await self.state.get_many([keys.request(rid) for _, rid in batch])
-            for (stamp, rid), raw in zip(batch, records, strict=True):
-                if raw is None:
-                    continue
-                info = RequestInfo.from_record(rid, RequestRecord.decode(raw))
-                if info.status in wanted:
-                    page.append(info)
-                    if len(page) == limit:
-                        more = (stamp, rid) != order[-1]
-                        return RequestPage(page, f"{stamp!r}/{rid}" if more else None)
+        found, more = await self._core.executor.requests.page(wanted, limit, cut)
+        page = [RequestInfo.from_record(rid, record) for rid, record, _ in found]
+        # A cursor is "created/id" of the last request of the page.
+        if more and found:
+            rid, _, stamp = found[-1]
+            return RequestPage(page, f"{stamp!r}/{rid}")
         return RequestPage(page, None)
 
     # -- waiting -----------------------------------------------------------------------

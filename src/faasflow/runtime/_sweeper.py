@@ -13,8 +13,8 @@ import asyncio
 import logging
 import time
 
-from faasflow.engine import _keys as keys
-from faasflow.engine._records import FAILED, PAUSED, RUNNING, RequestRecord, StepRecord
+from faasflow.engine import RequestRecord
+from faasflow.engine.views import FAILED, PAUSED, RUNNING
 from faasflow.errors import FaasFlowError
 from faasflow.runtime._core import Core
 
@@ -64,12 +64,11 @@ class Sweeper:
         core, options = self.core, self.core.options
         report: dict[str, list[str]] = {"resent": [], "stalled": [], "retired": []}
         now = time.time()
-        prefix = keys.live_index(core.flow_name)
-        for key in await core.state.keys(prefix):
-            rid = key[len(prefix) :]
-            record = await core.executor.requests.get(rid)
+        requests = core.executor.requests
+        for rid in await requests.unfinished():
+            record = await requests.get(rid)
             if record is None:
-                await core.state.delete(key)
+                await requests.forget_unfinished(rid)
                 continue
             if record.status == FAILED and now - record.updated > options.failed_ttl:
                 await core.executor.lifecycle.retire(rid)
@@ -106,13 +105,9 @@ class Sweeper:
         return max(last, record.updated)
 
     async def _node_running(self, rid: str) -> bool:
-        state = self.core.state
-        found = await state.keys(keys.node_record(rid, ""))
-        for key, value in zip(found, await state.get_many(found), strict=True):
-            if value is None:
-                continue
-            node = StepRecord.decode(value)
-            if node.running and await self.core.executor.step_alive(rid, key, node):
+        executor = self.core.executor
+        for path, node in (await executor.requests.steps(rid)).items():
+            if node.running and await executor.step_alive(rid, path, node):
                 return True
         return False
 
@@ -126,12 +121,10 @@ class Sweeper:
         core = self.core
         executor = core.executor
         taken: list[str] = []
-        prefix = keys.live_index(core.flow_name)
-        for key in await core.state.keys(prefix):
-            rid = key[len(prefix) :]
-            raw = await core.state.get(keys.request(rid))
+        for rid in await executor.requests.unfinished():
+            raw = await executor.requests.get_raw(rid)
             if raw is None:
-                await core.state.delete(key)
+                await executor.requests.forget_unfinished(rid)
                 continue
             record = RequestRecord.decode(raw)
             if record.status not in (RUNNING, PAUSED):

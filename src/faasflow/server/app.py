@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -41,7 +40,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from faasflow import _failpoints, tracing
 from faasflow.config import ServerConfig
 from faasflow.dsl.export import to_json
-from faasflow.engine import _keys as keys
 from faasflow.engine.definition import Define
 from faasflow.engine.views import FAILED, STATUSES, STOPPED, SUCCEEDED
 from faasflow.errors import (
@@ -398,10 +396,10 @@ class _FlowServer:
 
     async def _take(self, transport: OpenFaaSTransport, hop: Hop, signature: str) -> Response:
         """Run a genuine hop once, unless its request has ended."""
-        record = await self.engine.state.get(keys.request(hop.request_id))
+        record = await self.engine.executor.requests.get(hop.request_id)
         if record is None:
             raise HTTPProblem(404, f"no request {hop.request_id!r}")
-        status = orjson.loads(record)["status"]
+        status = record.status
         if status in (SUCCEEDED, STOPPED):
             # Its replay records went with it: the status is what turns a late hop away.
             return PlainTextResponse(f"ignored: request {hop.request_id} is {status}\n")
@@ -412,15 +410,15 @@ class _FlowServer:
 
     async def _run_once(self, transport: OpenFaaSTransport, hop: Hop, signature: str) -> None:
         """Run ``hop`` unless a hop with this signature ran already (a replay: 401)."""
-        state = self.engine.state
-        seen = keys.seen_hop(hop.request_id, signature.removeprefix("sha256="))
+        hops = self.engine.executor.hops
+        rid, digest = hop.request_id, signature.removeprefix("sha256=")
         # Claimed atomically before the hop runs: two deliveries at once cannot both
         # pass, and the claim of the hop that ends the request is already written when
         # the end deletes the request's keys, so it goes with them (written after, it
         # would outlive the request). The TTL bounds the rest: a hop older than
         # hop_max_age is refused as stale anyway, and a claim made just as the request
         # ended expires.
-        if not await state.compare_and_set(seen, None, b"", ttl=self.config.hop_max_age * 2):
+        if not await hops.claim_replay(rid, digest, ttl=self.config.hop_max_age * 2):
             raise HTTPProblem(401, "hop refused: replayed")
         try:
             await transport.deliver(hop)
@@ -429,7 +427,7 @@ class _FlowServer:
             # a replay (its effects are idempotent). The error that stopped it is the one
             # to report, not one from this clean-up.
             with contextlib.suppress(Exception):
-                await state.compare_and_set(seen, b"", None)
+                await hops.release_replay(rid, digest)
             raise
 
     async def control(self, request: Request) -> Response:
