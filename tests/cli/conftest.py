@@ -111,3 +111,14 @@ def flows(write_file: Callable[[str, str], Path]) -> Path:
     for name, source in HANDLERS.items():
         write_file(f"functions/{name}/handler.py", source)
     return write_file("flows.py", FLOWS)
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting leaks in from the shell running the tests, and the embedded default
+    store is a file of the test's own."""
+    from faasflow import config
+
+    for name in config.variables():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

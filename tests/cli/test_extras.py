@@ -1,10 +1,13 @@
 """Without the optional client libraries (the extras), faasflow still runs, and the
-commands that need one say which extra to install."""
+commands that need one say which extra to install, with one exit status (3)."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -12,17 +15,34 @@ ROOT = Path(__file__).resolve().parents[2]
 # A child process in which importing the extras' libraries fails, as on a bare install.
 WITHOUT_EXTRAS = """
 import sys
-for name in ("nats", "asyncpg", "botocore"):
+for name in ("nats", "asyncpg", "botocore", "starlette", "uvicorn"):
     sys.modules[name] = None  # import raises ModuleNotFoundError
 from faasflow.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
+RETRIED = '''
+from pathlib import Path
 
-def faasflow(*args: str) -> subprocess.CompletedProcess[str]:
+
+def define(flow, context):
+    def once_allowed(data: bytes) -> bytes:
+        if not Path(context.query_value("allow")).exists():
+            raise RuntimeError("not yet")
+        return data + b"!"
+
+    dag = flow.dag()
+    dag.node("a").modify(lambda data: data.upper())
+    dag.node("b").modify(once_allowed)
+    dag.edge("a", "b")
+'''
+
+
+def faasflow(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", WITHOUT_EXTRAS, *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "XDG_CACHE_HOME": str(cwd / "cache")},
     )
 
 
@@ -33,8 +53,8 @@ def test_run_needs_no_extra() -> None:
 
 def test_a_worker_without_nats_py_names_the_extra() -> None:
     done = faasflow("worker", "examples/greet.py", "--nats", "nats://127.0.0.1:1",
-                    "--state", "memory://")
-    assert done.returncode == 2
+                    "--state", "sqlite:///flows.db")
+    assert done.returncode == 3
     assert done.stderr.strip() == (
         "error: workers need the nats package: pip install 'faasflow[nats]'"
     )
@@ -43,9 +63,57 @@ def test_a_worker_without_nats_py_names_the_extra() -> None:
 def test_a_store_without_its_client_names_the_extra() -> None:
     for url, extra in (("postgresql://u@127.0.0.1/db", "postgres"),):
         done = faasflow("run", "examples/greet.py", "--data", "x", "--state", url)
-        assert done.returncode == 2
+        assert done.returncode == 3
         assert f"pip install 'faasflow[{extra}]'" in done.stderr
     done = faasflow("run", "examples/greet.py", "--data", "x", "--state", "memory://",
                     "--data-store", "s3://bucket/p?endpoint=http://127.0.0.1:1")
-    assert done.returncode == 2
+    assert done.returncode == 3
     assert "pip install 'faasflow[s3]'" in done.stderr
+
+
+def test_the_servers_without_the_server_extra_name_it() -> None:
+    for argv in (["serve", "examples/greet.py"], ["gateway"],
+                 ["dashboard", "examples/greet.py"]):
+        done = faasflow(*argv)
+        assert done.returncode == 3, (argv, done.stderr)
+        assert done.stderr.startswith(f"error: faasflow {argv[0]} needs Starlette and uvicorn")
+        assert done.stderr.rstrip().endswith("pip install 'faasflow[server]'")
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_reading_a_local_store_needs_no_extra(
+    flows: Path, tmp_path: Path
+) -> None:
+    state = f"sqlite:///{tmp_path / 'flows.db'}"
+    ran = faasflow("run", str(flows), "--data", "Ann", "--request-id", "r1", "--state", state)
+    assert ran.returncode == 0, ran.stderr
+    status = faasflow("status", "r1", "--state", state)
+    assert (status.returncode, status.stderr) == (0, "")
+    assert status.stdout.startswith("r1  flow flows  succeeded\n")
+    result = faasflow("result", "r1", "--state", state)
+    assert (result.returncode, result.stdout) == (0, "Hello Ann!")
+    listed = faasflow("requests", "flows", "--state", state)
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1].startswith("r1 ")
+
+
+def test_redrive_on_a_local_store_runs_the_request_here(
+    write_file: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    flow = write_file("retried.py", RETRIED)
+    allow = tmp_path / "allow"
+    state = f"sqlite:///{tmp_path / 'flows.db'}"
+    failed = faasflow("run", str(flow), "--data", "hi", "--request-id", "r2",
+                      "--query", f"allow={allow}", "--state", state, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "failed at node 'b'" in failed.stderr
+    allow.touch()
+    redriven = faasflow("redrive", "r2", "--flow", str(flow), "--state", state, cwd=tmp_path)
+    assert (redriven.returncode, redriven.stdout) == (0, "HI!"), redriven.stderr
+    assert re.fullmatch(r"r2 redriven \(\d+ hop\(s\) sent\)\n", redriven.stderr)
+    result = faasflow("result", "r2", "--state", state, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "HI!")
+    # Without the flow file there is nothing to run the hops with, and no NATS to send
+    # them to: say so.
+    again = faasflow("redrive", "r2", "--state", state, cwd=tmp_path)
+    assert again.returncode == 2
+    assert "--flow FILE" in again.stderr and "--nats" in again.stderr

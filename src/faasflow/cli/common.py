@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from faasflow.errors import ConfigurationError
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_MISSING_TOOL",
     "EXIT_OK",
     "EXIT_USAGE",
+    "configuration_error",
     "error",
+    "missing_extra",
     "seconds",
+    "write_result",
     "write_stdout",
 ]
 
@@ -23,7 +28,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 """A bad argument, flow file or flow definition (argparse uses 2 as well)."""
 EXIT_MISSING_TOOL = 3
-"""An external program the command needs is not installed."""
+"""A program or an extra (``pip install 'faasflow[nats]'``…) the command needs is not
+installed."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C (128 + SIGINT, what shells report for a process ended by it)."""
 
@@ -33,6 +39,34 @@ def error(message: str, status: int) -> int:
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
     return status
+
+
+def missing_extra(exc: BaseException) -> bool:
+    """Whether ``exc`` says an extra is missing: raised while importing its package
+    failed, naming the ``pip install 'faasflow[...]'`` that brings it."""
+    if "pip install 'faasflow[" not in str(exc):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, ImportError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def configuration_error(exc: ConfigurationError) -> int:
+    """Report ``exc``; its exit status: :data:`EXIT_MISSING_TOOL` for a missing extra,
+    else :data:`EXIT_USAGE`."""
+    return error(str(exc), EXIT_MISSING_TOOL if missing_extra(exc) else EXIT_USAGE)
+
+
+def write_result(data: bytes) -> None:
+    """Write a request's result to stdout unchanged; on a terminal, end the line (a
+    shell prompt would otherwise follow the result on its line, or overwrite it)."""
+    write_stdout(data)
+    isatty = getattr(sys.stdout, "isatty", None)
+    if isatty is not None and isatty() and not data.endswith(b"\n"):
+        write_stdout(b"\n")
 
 
 def write_stdout(data: bytes) -> None:

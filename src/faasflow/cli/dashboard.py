@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from faasflow.cli.common import EXIT_MISSING_TOOL, EXIT_OK, EXIT_USAGE, error
-from faasflow.cli.distributed import add_connection_options, state_url
+from faasflow.cli import options
+from faasflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_MISSING_TOOL,
+    EXIT_OK,
+    EXIT_USAGE,
+    configuration_error,
+    error,
+)
+from faasflow.cli.embedded import functions_dir
 from faasflow.cli.loader import load_define
 from faasflow.dashboard.sessions import DEFAULT_SESSION_MAX_AGE
-from faasflow.errors import ConfigurationError, FlowDefinitionError
+from faasflow.errors import ConfigurationError, FlowDefinitionError, TransportError
 
 if TYPE_CHECKING:
     from faasflow.dashboard.auth import Credentials
@@ -44,51 +50,50 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Declare ``faasflow dashboard`` and its options."""
     parser = subparsers.add_parser(
         "dashboard",
+        parents=[
+            options.flow_file(many=True), options.stores(), options.nats(),
+            options.functions(gateway="without FILEs: the gateway whose flows to list and "
+                              "drive; with FILEs: the gateway apply() calls go to"),
+        ],
         help="see flows, DAGs and requests in a browser; execute and control requests",
         description=(
             "Serve a web dashboard of the flows in FILEs (run by this process on --state, "
             "or by workers with --nats), or, without FILEs, of the flows behind --gateway. "
-            "See docs/dashboard.md."
+            "See docs/dashboard.md. Needs the server extra: pip install 'faasflow[server]'."
         ),
     )
-    parser.add_argument("targets", metavar="FILE[:define]", nargs="*",
-                        help="flow files; each flow is named after its file's stem")
-    parser.add_argument("--name", metavar="FLOW", help="the flow name (only with one FILE)")
-    add_connection_options(parser)
-    parser.add_argument("--data", dest="data_store", metavar="URL",
-                        help="same as --data-store")
-    parser.add_argument("--functions", metavar="DIR",
-                        help="handler folders for apply() (default: functions/ next to FILE)")
-    parser.add_argument(
-        "--gateway", metavar="URL",
-        help="without FILEs: list and drive the gateway's flows; with FILEs: the gateway "
-        "that apply() calls go to",
-    )
+    options.deprecated_data_option(parser)
     parser.add_argument("--gateway-user", metavar="USER",
-                        default=os.environ.get("FAASFLOW_GATEWAY_USER"),
-                        help="the gateway's basic-auth user ($FAASFLOW_GATEWAY_USER)")
+                        default=options.env_default("gateway_user"),
+                        help="the gateway's basic-auth user (default: $FAASFLOW_GATEWAY_USER)")
     parser.add_argument("--gateway-password", metavar="PASSWORD",
-                        default=os.environ.get("FAASFLOW_GATEWAY_PASSWORD"),
-                        help="the gateway's basic-auth password ($FAASFLOW_GATEWAY_PASSWORD)")
+                        default=options.env_default("gateway_password"),
+                        help="the gateway's basic-auth password (default: "
+                        "$FAASFLOW_GATEWAY_PASSWORD)")
     parser.add_argument("--control-token", metavar="TOKEN",
-                        default=os.environ.get("FAASFLOW_CONTROL_TOKEN"),
-                        help="the flows' control token, faasflow_control_token of the flow "
-                        "servers ($FAASFLOW_CONTROL_TOKEN)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+                        default=options.env_default("control_token"),
+                        help="the flows' control token, the flow servers' "
+                        "faasflow-control-token (default: $FAASFLOW_CONTROL_TOKEN or "
+                        "$faasflow_control_token)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"port to listen on (default {DEFAULT_PORT}; 0: any free port)")
-    parser.add_argument("--token", default=os.environ.get("FAASFLOW_DASHBOARD_TOKEN"),
+                        help=f"the port to listen on (default: {DEFAULT_PORT}; 0: any free "
+                        "port)")
+    parser.add_argument("--token", default=options.env_default("dashboard_token"),
                         help="require this token: Authorization: Bearer, or the sign-in "
-                        "form ($FAASFLOW_DASHBOARD_TOKEN)")
+                        "form (default: $FAASFLOW_DASHBOARD_TOKEN)")
     parser.add_argument("--session-max-age", metavar="SECONDS", type=float,
                         default=DEFAULT_SESSION_MAX_AGE,
                         help="how long a sign-in with the form lasts (default "
                         f"{DEFAULT_SESSION_MAX_AGE:.0f}, 12 hours)")
     parser.add_argument("--basic-auth", metavar="USER:PASSWORD",
-                        default=os.environ.get("FAASFLOW_DASHBOARD_BASIC_AUTH"),
-                        help="require these credentials ($FAASFLOW_DASHBOARD_BASIC_AUTH)")
+                        default=options.env_default("dashboard_basic_auth"),
+                        help="require these credentials (default: "
+                        "$FAASFLOW_DASHBOARD_BASIC_AUTH)")
     parser.add_argument("--insecure", action="store_true",
-                        help="listen on a non-loopback --host without any credential")
+                        help="listen on a non-loopback --host without any credential "
+                        "(default: refuse)")
     parser.set_defaults(handler=command)
 
 
@@ -109,8 +114,12 @@ def command(args: argparse.Namespace) -> int:
         allowed = _check_exposure(args, credentials)
         app = create_app(_source(args), credentials=credentials, allowed_hosts=allowed,
                          sessions=sessions)
-    except (ConfigurationError, FlowDefinitionError) as exc:
+    except ConfigurationError as exc:
+        return configuration_error(exc)
+    except FlowDefinitionError as exc:
         return error(str(exc), EXIT_USAGE)
+    except TransportError as exc:
+        return error(str(exc), EXIT_FAILED)
     if not credentials.configured:
         sys.stderr.write("no --token or --basic-auth: the dashboard is open to anyone "
                          f"who can reach {args.host}"
@@ -165,7 +174,7 @@ def _check_exposure(args: argparse.Namespace, credentials: Credentials) -> list[
 def _source(args: argparse.Namespace) -> Source:
     if args.targets:
         return _local_source(args)
-    if args.name:
+    if options.given(args.name):
         raise ConfigurationError("--name names the flow of a FILE: give one FILE")
     if not args.gateway:
         raise ConfigurationError("nothing to show: give flow FILEs, or --gateway URL")
@@ -186,8 +195,14 @@ def _local_source(args: argparse.Namespace) -> Source:
     from faasflow.runtime import Engine, Submitting
 
     if args.name and len(args.targets) > 1:
-        raise ConfigurationError("--name names one flow: give one FILE, or none of --name")
-    state = state_url(args, default=True)
+        raise ConfigurationError(f"{options.source(args.name, '--name')} names one flow: "
+                                 "give one FILE, or no flow name")
+    if args.nats:
+        # Workers run the hops: the stores must be theirs, and NATS must be there.
+        state, _ = options.shared_stores(args)
+        options.check_nats(args.nats, options.source(args.nats, "--nats"))
+    else:
+        state = options.state_url(args, default=True)
     flows: list[LocalFlow] = []
     for target in args.targets:
         flow = load_define(target)
@@ -195,8 +210,7 @@ def _local_source(args: argparse.Namespace) -> Source:
         if not FUNCTION_NAME.match(name):
             raise ConfigurationError(f"{target}: flow name {name!r} must be letters, digits, "
                                      "'-' and '_' (pass --name)")
-        folder = Path(args.functions) if args.functions else flow.path.parent / "functions"
-        functions_dir = folder if folder.is_dir() else None
+        folder = functions_dir(args, flow)
         engine: Submitting
         if args.nats:
             # Imported here: nats-py is an extra (faasflow[nats]).
@@ -204,12 +218,12 @@ def _local_source(args: argparse.Namespace) -> Source:
 
             engine = Client(
                 flow.define, nats=args.nats, flow_name=name, state_store=state,
-                data_store=args.data_store, functions_dir=functions_dir, gateway=args.gateway,
+                data_store=args.data_store, functions_dir=folder, gateway=args.gateway,
             )  # fmt: skip
         else:
             engine = Engine(
                 flow.define, flow_name=name, state_store=state, data_store=args.data_store,
-                functions_dir=functions_dir, gateway=args.gateway,
+                functions_dir=folder, gateway=args.gateway,
             )  # fmt: skip
         engine.describe()  # a bad definition fails now, not on the first page
         description = ServedFlow(name=name, file=flow.path).description()

@@ -1,59 +1,32 @@
-"""What ``faasflow run`` and ``faasflow recover`` share: the options that build an embedded
-engine for a flow file, the engine, and the commands they suggest after Ctrl-C."""
+"""What the commands that run hops in this process share (``run``, ``recover``, and
+``resume``/``redrive`` on a local store): the engine for a flow file, its handler folder,
+the request's input, and the commands suggested after a Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from faasflow.cli.loader import FlowFile
+from faasflow.cli.options import state_url
 from faasflow.cli.progress import Progress
 from faasflow.errors import ConfigurationError
-from faasflow.runtime import default_store_url
 from faasflow.runtime.engine import Engine
 
 __all__ = [
-    "GATEWAY_ENV",
-    "add_engine_options",
     "build_engine",
+    "functions_dir",
     "outlives_process",
+    "read_input",
     "recover_command",
     "status_command",
 ]
 
-GATEWAY_ENV = "gateway"
-"""The OpenFaaS template's variable for the gateway URL; the default of ``--gateway``."""
 
-
-def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    """Declare ``--functions``, ``--gateway``, ``--state``, ``--data-store`` and ``--name``."""
-    parser.add_argument(
-        "--functions",
-        metavar="DIR",
-        help="a folder of OpenFaaS python3-http handler folders (default: functions/ "
-        "next to FILE, when it exists)",
-    )
-    parser.add_argument(
-        "--gateway",
-        metavar="URL",
-        default=os.environ.get(GATEWAY_ENV) or None,
-        help=f"an OpenFaaS gateway for the other function names (default: ${GATEWAY_ENV})",
-    )
-    parser.add_argument(
-        "--state",
-        metavar="URL",
-        help="state store URL, e.g. memory:// or sqlite:///flows.db (default: "
-        "$FAASFLOW_STORE, else a SQLite file in the cache directory)",
-    )
-    parser.add_argument(
-        "--data-store", metavar="URL", help="data store URL (default: the state store's URL)"
-    )
-    parser.add_argument("--name", metavar="FLOW", help="the flow name (default: FILE's stem)")
-
-
-def build_engine(args: argparse.Namespace, flow: FlowFile) -> Engine:
+def build_engine(args: argparse.Namespace, flow: FlowFile, *, name: str | None = None) -> Engine:
     """The engine the options describe; build it inside the event loop that will run it
     (its transport and pools belong to that loop).
 
@@ -62,18 +35,33 @@ def build_engine(args: argparse.Namespace, flow: FlowFile) -> Engine:
     """
     # Resolved here rather than by the engine, so that the commands printed after a
     # Ctrl-C name the very store this process used.
-    args.state = args.state or default_store_url()
+    args.state = state_url(args, default=True)
     engine = Engine(
         flow.define,
-        flow_name=args.name or flow.stem,
-        functions_dir=_functions_dir(args, flow),
+        flow_name=name or args.name or flow.stem,
+        functions_dir=functions_dir(args, flow),
         gateway=args.gateway,
         state_store=args.state,
         data_store=args.data_store,
     )
-    if args.verbose:
+    if getattr(args, "verbose", False):
         engine.observe(Progress())
     return engine
+
+
+def functions_dir(args: argparse.Namespace, flow: FlowFile) -> Path | None:
+    """``--functions``, else ``functions/`` next to the flow file when it exists.
+
+    Raises:
+        ConfigurationError: ``--functions`` is not a directory.
+    """
+    if args.functions is not None:
+        folder = Path(args.functions)
+        if not folder.is_dir():
+            raise ConfigurationError(f"--functions {args.functions!r} is not a directory")
+        return folder
+    beside = flow.path.parent / "functions"
+    return beside if beside.is_dir() else None
 
 
 def outlives_process(args: argparse.Namespace) -> bool:
@@ -93,21 +81,45 @@ def recover_command(args: argparse.Namespace) -> str:
         ("--data-store", args.data_store),
     ):
         if value:
-            words += [option, value]
+            words += [option, str(value)]
     return shlex.join(words)
 
 
 def status_command(args: argparse.Namespace, request_id: str) -> str:
     """``faasflow status ID`` on the state store of ``args``, to paste."""
     words = ["faasflow", "status", request_id]
-    return shlex.join([*words, "--state", args.state] if args.state else words)
+    return shlex.join([*words, "--state", str(args.state)] if args.state else words)
 
 
-def _functions_dir(args: argparse.Namespace, flow: FlowFile) -> Path | None:
-    if args.functions is not None:
-        folder = Path(args.functions)
-        if not folder.is_dir():
-            raise ConfigurationError(f"--functions {args.functions!r} is not a directory")
-        return folder
-    beside = flow.path.parent / "functions"
-    return beside if beside.is_dir() else None
+def read_input(args: argparse.Namespace) -> bytes:
+    """The request's input: ``--data``, ``--data-file`` (``-``: stdin), else stdin unless
+    it is a terminal (then empty: nobody means to type it).
+
+    Raises:
+        ConfigurationError: the file or stdin cannot be read.
+    """
+    if args.data is not None:
+        # fsencode undoes the surrogate escapes of undecodable argv bytes.
+        return os.fsencode(args.data)
+    if args.data_file == "-":
+        return _read_stdin()
+    if args.data_file is not None:
+        try:
+            return Path(args.data_file).read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read --data-file {args.data_file!r}: {exc.strerror or exc}"
+            ) from exc
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
+        return b""
+    return _read_stdin()
+
+
+def _read_stdin() -> bytes:
+    try:
+        return sys.stdin.buffer.read()
+    except (OSError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"cannot read standard input ({exc}); pass --data or --data-file"
+        ) from exc

@@ -16,6 +16,7 @@ import sys
 from collections import defaultdict
 from types import FrameType
 
+from faasflow.cli import options
 from faasflow.cli.common import EXIT_MISSING_TOOL, EXIT_OK, EXIT_USAGE, error
 from faasflow.config import DEFAULT_MAX_BODY_SIZE
 from faasflow.errors import ConfigurationError
@@ -37,23 +38,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "folders. See docs/gateway.md for what differs from the real gateway."
         ),
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address to listen on (default: 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=8080, help="port to listen on (0: any free port)"
-    )
+        "--port", type=int, default=8080,
+        help="the port to listen on (default: 8080; 0: any free port)",
+    )  # fmt: skip
     parser.add_argument(
-        "--functions", metavar="DIR", help="a folder of python3-http handler folders"
-    )
+        "--functions", metavar="DIR",
+        help="a folder of python3-http handler folders to serve (default: none)",
+    )  # fmt: skip
     parser.add_argument(
         "--register", metavar="NAME=URL", action="append", default=[],
-        help="serve function NAME by the HTTP server at URL (repeatable)",
+        help="serve function NAME by the HTTP server at URL (repeatable; default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--flow", metavar="NAME=FILE[:define]", action="append", default=[],
-        help="run the flow in FILE as function NAME with `faasflow serve` (repeatable)",
+        help="run the flow in FILE as function NAME with `faasflow serve` (repeatable; "
+        "default: none)",
     )  # fmt: skip
     parser.add_argument(
-        "--basic-auth", metavar="USER:PASS", help="require these credentials on /system/*"
+        "--basic-auth", metavar="USER:PASS",
+        help="require these credentials on /system/* (default: none)",
     )
     parser.add_argument(
         "--async-concurrency", metavar="N", type=int, default=10,
@@ -64,17 +70,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="async calls that may wait; more are refused with 429 (default 1000)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-body-size", metavar="BYTES", type=int, default=DEFAULT_MAX_BODY_SIZE,
+        "--max-body-size", metavar="BYTES", type=options.whole_number,
+        default=options.env_default("max_body_size") or DEFAULT_MAX_BODY_SIZE,
         help="largest body of an async call or a /system/* call; larger ones get 413 "
-        f"(default {DEFAULT_MAX_BODY_SIZE}, 16 MiB)",
+        f"(default: $FAASFLOW_MAX_BODY_SIZE or $max_body_size, else {DEFAULT_MAX_BODY_SIZE}, "
+        "16 MiB)",
     )  # fmt: skip
     parser.add_argument(
         "--label", metavar="NAME:KEY=VALUE", action="append", default=[],
-        help="add a label to function NAME in /system/functions (repeatable)",
+        help="add a label to function NAME in /system/functions (repeatable; default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--annotation", metavar="NAME:KEY=VALUE", action="append", default=[],
-        help="add an annotation to function NAME, e.g. NAME:faas-flow-desc=... (repeatable)",
+        help="add an annotation to function NAME, e.g. NAME:faas-flow-desc=... (repeatable; "
+        "default: none)",
     )  # fmt: skip
     parser.add_argument(
         "--upstream-timeout", metavar="S", type=float, default=60.0,

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from faasflow.cli import options
 from faasflow.cli.common import EXIT_FAILED, EXIT_MISSING_TOOL, EXIT_USAGE, error, write_stdout
 from faasflow.cli.loader import load_define
 from faasflow.dsl.export import to_dot, to_json
@@ -34,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Declare ``faasflow graph`` and its options."""
     parser = subparsers.add_parser(
         "graph",
+        parents=[options.flow_file()],
         help="export a flow's DAG as JSON, DOT or SVG",
         description=(
             "Build the flow defined in FILE (as for a request with id 'export'), validate it "
@@ -43,17 +45,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "Graphviz missing for svg."
         ),
     )
-    parser.add_argument("target", metavar="FILE[:define]", help="the flow file and function")
     parser.add_argument(
         "--format",
         "-f",
         choices=FORMATS,
         help="output format (default: from OUT's suffix, else json)",
     )
-    parser.add_argument("-o", "--output", metavar="OUT", help="write to OUT instead of stdout")
-    parser.add_argument("--name", metavar="FLOW", help="the flow name (default: FILE's stem)")
+    parser.add_argument("-o", "--output", metavar="OUT",
+                        help="write to OUT (default: stdout)")
     parser.add_argument(
-        "--query", metavar="QS", default="", help="the query string define() sees"
+        "--query", metavar="QS", default="",
+        help="the query string define() sees, a=1&b=2 (default: none)",
     )
     parser.set_defaults(handler=command)
 

@@ -1,10 +1,13 @@
 """The ``faasflow`` command: ``run``, ``recover``, ``graph``, ``serve``, ``worker``, ``submit``,
-``status``, ``result``, ``pause``, ``resume``, ``stop``, ``redrive``, ``gateway``,
-``dashboard``, ``new``, ``--version``.
+``status``, ``requests``, ``result``, ``pause``, ``resume``, ``stop``, ``redrive``,
+``gateway``, ``dashboard``, ``new``, ``--version``.
+
+Options shared by several commands are declared once (:mod:`faasflow.cli.options`);
+settings come from :mod:`faasflow.config` (docs/configuration.md).
 
 Exit statuses, the same for every subcommand: 0 success; 1 the request (or an external
-program) failed; 2 a bad argument, flow file or flow definition; 3 a needed program is
-missing; 130 interrupted.
+program, or a server it needs) failed; 2 a bad argument, setting, flow file or flow
+definition; 3 a needed program or extra is missing; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import sys
 
 from faasflow import tracing
 from faasflow._version import __version__
-from faasflow.cli import dashboard, graph, new, recover, requests, run, serve, worker
+from faasflow.cli import dashboard, graph, new, options, recover, requests, run, serve, worker
 from faasflow.cli import gateway as gateway_cli
-from faasflow.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, error
+from faasflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    configuration_error,
+)
 from faasflow.errors import ConfigurationError
 
 __all__ = ["build_parser", "main"]
@@ -61,12 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    _configure_logging()
+    try:
+        options.check_defaults(args)
+    except ConfigurationError as exc:
+        return configuration_error(exc)
+    _configure_logging(verbose=bool(getattr(args, "verbose", False)))
     try:
         # OTEL_EXPORTER_OTLP_ENDPOINT, or enable_tracing/trace_server: spans to a collector.
         tracing.configure_from_env(f"faasflow-{args.command}")
     except ConfigurationError as exc:
-        return error(str(exc), EXIT_USAGE)
+        return configuration_error(exc)
     try:
         status: int = handler(args)
     except KeyboardInterrupt:
@@ -79,11 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _configure_logging() -> None:
+def _configure_logging(*, verbose: bool) -> None:
     # Warnings from the engine and handler folders (a handler's traceback, say) are for
     # the developer at the terminal; label them apart from the result and error lines.
     # A no-op when the host (a test runner, an embedding app) configured logging already.
     # Lines logged while a hop runs name its request and trace.
+    if verbose:
+        # The traceback of a user's callable that raised (logged at INFO; the error
+        # line already says where it raised).
+        logging.getLogger("faasflow.functions").setLevel(logging.INFO)
     if logging.getLogger().handlers:
         return
     handler = logging.StreamHandler()

@@ -9,18 +9,18 @@ the stack file ``NAME.yml``) with the faasflow parts filled in (label, annotatio
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from faasflow import config
 from faasflow.cli.common import EXIT_OK, EXIT_USAGE, error
-from faasflow.config import HMAC_SECRET, normalise_url
+from faasflow.config import DEFAULT_NEW_GATEWAY, HMAC_SECRET, normalise_url
 from faasflow.errors import ConfigurationError
 from faasflow.scaffold import DEFAULT_LANG, scaffold
 
 __all__ = ["DEFAULT_PROVIDER_GATEWAY", "add_parser", "command"]
 
-DEFAULT_PROVIDER_GATEWAY = "http://127.0.0.1:8080"
+DEFAULT_PROVIDER_GATEWAY = DEFAULT_NEW_GATEWAY
 """faas-cli's own default; ``$OPENFAAS_URL`` wins, as it does for faas-cli."""
 
 
@@ -43,19 +43,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--gateway", metavar="URL",
         help="the gateway faas-cli deploys to: the stack's provider.gateway "
-        f"(default: $OPENFAAS_URL or {DEFAULT_PROVIDER_GATEWAY})",
+        f"(default: $OPENFAAS_URL, else {DEFAULT_PROVIDER_GATEWAY})",
     )
     parser.add_argument("--lang", default=DEFAULT_LANG,
                         help=f"the template language (default: {DEFAULT_LANG})")
     parser.add_argument("--description", metavar="TEXT",
-                        help="the faas-flow-desc annotation the dashboard shows")
+                        help="the faas-flow-desc annotation the dashboard shows (default: "
+                        "'NAME: a faasflow flow')")
     parser.add_argument(
         "--template", metavar="DIR",
-        help="a template folder (or a faas-cli ./template folder) to use instead of the "
-        "one shipped with faasflow",
+        help="a template folder (or a faas-cli ./template folder) to use (default: the one "
+        "shipped with faasflow)",
     )
     parser.add_argument("--no-template-copy", action="store_true",
-                        help="do not add template/LANG/ to DIR")
+                        help="do not add template/LANG/ to DIR (default: add it when missing)")
     parser.set_defaults(handler=command)
 
 
@@ -63,10 +64,13 @@ def command(args: argparse.Namespace) -> int:
     """Carry out ``faasflow new``; returns the exit status."""
     directory = Path(args.dir)
     try:
-        gateway = normalise_url(
-            args.gateway or os.environ.get("OPENFAAS_URL") or DEFAULT_PROVIDER_GATEWAY,
-            "--gateway",
-        )
+        found = config.lookup("openfaas_url")
+        if args.gateway:
+            gateway = normalise_url(args.gateway, "--gateway")
+        elif found is not None:
+            gateway = normalise_url(found[1], found[0])
+        else:
+            gateway = DEFAULT_PROVIDER_GATEWAY
         done = scaffold(
             args.name, directory, gateway=gateway, lang=args.lang,
             description=args.description,

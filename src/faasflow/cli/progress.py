@@ -47,13 +47,18 @@ class Progress(Observer):
         stream.flush()
 
     def format(self, event: dict[str, Any]) -> str:
-        """The line for ``event``, without its newline."""
+        """The line for ``event``, without its newline; a failure that carries the
+        traceback of the user's callable is followed by it, indented."""
         rid = str(event.get("request_id", "?"))
         if event.get("kind") == "request":
             text = self._request(rid, event)
         else:
             text = self._node(rid, event)
-        return f"[req {rid}] {text}"
+        line = f"[req {rid}] {text}"
+        trace = event.get("traceback")
+        if event.get("event") == "failed" and trace:
+            line += "".join(f"\n    {part}" for part in str(trace).splitlines())
+        return line
 
     def _request(self, rid: str, event: dict[str, Any]) -> str:
         name = str(event.get("event", "?"))

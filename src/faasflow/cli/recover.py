@@ -17,8 +17,16 @@ import argparse
 import asyncio
 import sys
 
-from faasflow.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, error, seconds
-from faasflow.cli.embedded import add_engine_options, build_engine, recover_command
+from faasflow.cli import options
+from faasflow.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    configuration_error,
+    error,
+    seconds,
+)
+from faasflow.cli.embedded import build_engine, recover_command
 from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
 from faasflow.cli.loader import FlowFile, load_define
 from faasflow.engine.views import FAILED, PAUSED, RUNNING, STOPPED, SUCCEEDED
@@ -38,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Declare ``faasflow recover`` and its options."""
     parser = subparsers.add_parser(
         "recover",
+        parents=[options.flow_file(), options.functions(), options.stores(),
+                 options.verbose()],
         help="continue the requests of a flow that an ended process left running",
         description=(
             "Take over the unfinished requests of the flow in FILE that a process which "
@@ -47,18 +57,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "over but not waited for). Results stay in the store: `faasflow result ID` "
             "prints one. Use the same FILE, --state and --name as the run. Exit status: 0 "
             "every request taken over succeeded (or there was none), 1 otherwise, 2 a bad "
-            "argument or flow definition, 130 interrupted."
+            "argument or flow definition, 3 a missing extra, 130 interrupted."
         ),
     )
-    parser.add_argument("target", metavar="FILE[:define]", help="the flow file and function")
-    add_engine_options(parser)
     parser.add_argument(
         "--timeout", metavar="S", type=seconds,
-        help="give up waiting after S seconds (the requests left are reported running)",
+        help="give up waiting after S seconds; the requests left are reported running "
+        "(default: wait until each ends)",
     )  # fmt: skip
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="print node events with timings on stderr"
-    )
     parser.set_defaults(handler=command)
 
 
@@ -67,12 +73,14 @@ def command(args: argparse.Namespace) -> int:
     try:
         flow = load_define(args.target)
     except ConfigurationError as exc:
-        return error(str(exc), EXIT_USAGE)
+        return configuration_error(exc)
     try:
         return asyncio.run(_recover(args, flow))
     except Interrupted:
         exit_interrupted()
-    except (FlowDefinitionError, ConfigurationError) as exc:
+    except ConfigurationError as exc:
+        return configuration_error(exc)
+    except FlowDefinitionError as exc:
         return error(str(exc), EXIT_USAGE)
     except FaasFlowError as exc:
         return error(str(exc), EXIT_FAILED)

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, error
-from faasflow.cli.distributed import add_connection_options, nats_url, state_url
+from faasflow.cli import options
+from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, configuration_error, error
+from faasflow.cli.embedded import functions_dir
 from faasflow.cli.loader import FlowFile, load_define
-from faasflow.errors import ConfigurationError, FaasFlowError, FlowDefinitionError
+from faasflow.errors import (
+    ConfigurationError,
+    FaasFlowError,
+    FlowDefinitionError,
+    TransportError,
+)
 from faasflow.metrics import EngineMetrics, MetricsApp, serve_metrics
 
 if TYPE_CHECKING:
@@ -28,45 +32,43 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Declare ``faasflow worker`` and its options."""
     parser = subparsers.add_parser(
         "worker",
+        parents=[options.flow_file(), options.nats(), options.stores(shared=True),
+                 options.functions()],
         help="run a flow's hops from NATS JetStream (start any number, anywhere)",
         description=(
             "Take the hops of the flow in FILE from NATS JetStream and run them, until "
             "SIGTERM or Ctrl-C (running nodes finish first). Every worker and client of a "
-            "flow must use the same --name, NATS server and stores."
+            "flow must use the same --name, NATS server and stores: a memory:// store is "
+            "refused (no other process could see it), a SQLite file serves the workers of "
+            "one machine only. Needs the nats extra: pip install 'faasflow[nats]'."
         ),
     )
-    parser.add_argument("target", metavar="FILE[:define]", help="the flow file and function")
-    parser.add_argument("--name", metavar="FLOW", help="the flow name (default: FILE's stem)")
-    add_connection_options(parser)
-    parser.add_argument("--data", dest="data_store", metavar="URL",
-                        help="same as --data-store")
+    options.deprecated_data_option(parser)
     parser.add_argument("--concurrency", type=int, default=64, metavar="N",
-                        help="hops run at once by this worker (default 64)")
+                        help="hops run at once by this worker (default: 64)")
     parser.add_argument("--ack-wait", type=float, default=30.0, metavar="S",
-                        help="seconds before a silent worker's hop goes to another (default 30)")
+                        help="seconds before a silent worker's hop goes to another "
+                        "(default: 30)")
     parser.add_argument("--max-deliveries", type=int, default=5, metavar="N",
-                        help="deliveries of one hop before its request fails (default 5)")
+                        help="deliveries of one hop before its request fails (default: 5)")
     parser.add_argument(
         "--resend-after", type=float, default=30.0, metavar="S",
         help="seconds a running request may go without progress and without a running "
         "node before its pending hops are sent again, e.g. hops lost with a NATS restart "
-        "(default 30)",
+        "(default: 30)",
     )
     parser.add_argument("--sweep-interval", type=float, default=60.0, metavar="S",
-                        help="seconds between two looks for such requests (default 60)")
-    parser.add_argument("--functions", metavar="DIR",
-                        help="handler folders for apply() (default: functions/ next to FILE)")
-    parser.add_argument("--gateway", metavar="URL", help="an OpenFaaS gateway for apply()")
+                        help="seconds between two looks for such requests (default: 60)")
     parser.add_argument(
-        "--metrics-port", metavar="N", default=os.environ.get("FAASFLOW_METRICS_PORT"),
-        help="serve Prometheus metrics at http://HOST:N/metrics (and /healthz); off unless "
-        "given ($FAASFLOW_METRICS_PORT; 9102 is the usual choice)",
+        "--metrics-port", metavar="N", default=options.env_default("metrics_port"),
+        help="serve Prometheus metrics at http://HOST:N/metrics (and /healthz); 9102 is "
+        "the usual choice (default: $FAASFLOW_METRICS_PORT; off)",
     )
     # Loopback, as every other faasflow server: /metrics needs no credentials, so
     # answering other machines (a Prometheus elsewhere, a pod's IP) is a choice to make.
     parser.add_argument(
         "--metrics-host", metavar="ADDR", default="127.0.0.1",
-        help="the address the metrics port listens on (default 127.0.0.1, this machine "
+        help="the address the metrics port listens on (default: 127.0.0.1, this machine "
         "only; 0.0.0.0 for every interface, e.g. in a container Prometheus scrapes)",
     )
     parser.set_defaults(handler=command)
@@ -79,10 +81,17 @@ def command(args: argparse.Namespace) -> int:
         worker = _worker(args, flow)
         worker.describe()  # a bad definition fails now, not on the first hop
         sock = _metrics_socket(args)
-    except (ConfigurationError, FlowDefinitionError) as exc:
+    except ConfigurationError as exc:
+        return configuration_error(exc)
+    except FlowDefinitionError as exc:
         return error(str(exc), EXIT_USAGE)
+    except TransportError as exc:
+        return error(str(exc), EXIT_FAILED)
     try:
         asyncio.run(_serve(worker, sock))
+    except TransportError as exc:
+        return error(f"{exc}; is `nats-server -js` (with JetStream) running at {args.nats}?",
+                     EXIT_FAILED)
     except FaasFlowError as exc:
         return error(str(exc), EXIT_FAILED)
     finally:
@@ -99,7 +108,7 @@ def _metrics_socket(args: argparse.Namespace) -> socket.socket | None:
         return None
     if not str(raw).isdigit() or not 0 < int(raw) < 65536:
         raise ConfigurationError(
-            f"--metrics-port ($FAASFLOW_METRICS_PORT) must be a port number, got {raw!r}"
+            f"--metrics-port ($FAASFLOW_METRICS_PORT) must be a port number, got {str(raw)!r}"
         )
     try:
         # Imported here: uvicorn is an extra (faasflow[server]).
@@ -112,24 +121,27 @@ def _metrics_socket(args: argparse.Namespace) -> socket.socket | None:
 
 
 def _worker(args: argparse.Namespace, flow: FlowFile) -> Worker:
+    state, data = options.shared_stores(args)
+    url = options.nats_url(args)
     # Imported here: nats-py is an extra (faasflow[nats]); other commands work without it.
     from faasflow.workers import Worker
 
-    folder = Path(args.functions) if args.functions else flow.path.parent / "functions"
-    return Worker(
+    worker = Worker(
         flow.define,
         flow_name=args.name or flow.stem,
-        nats=nats_url(args),
-        state_store=state_url(args),
-        data_store=args.data_store,
+        nats=url,
+        state_store=state,
+        data_store=data,
         concurrency=args.concurrency,
         ack_wait=args.ack_wait,
         max_deliveries=args.max_deliveries,
         resend_after=args.resend_after,
         sweep_interval=args.sweep_interval,
-        functions_dir=folder if folder.is_dir() else None,
+        functions_dir=functions_dir(args, flow),
         gateway=args.gateway,
     )
+    options.check_nats(url, options.source(args.nats, "--nats"))
+    return worker
 
 
 async def _serve(worker: Worker, metrics_socket: socket.socket | None) -> None:
