@@ -100,9 +100,10 @@ class FunctionRegistry(FunctionInvoker):
         where = "; ".join(looked) if looked else "nothing is configured"
         return (
             f"function {name!r} is not a local callable, a handler folder or a gateway "
-            f"function (looked at: {where}). Pass it in functions={{{name!r}: callable}}, "
-            f"create the handler folder {name}/handler.py under the folders root, or set a "
-            "gateway (gateway= option, `gateway` environment variable) to call OpenFaaS."
+            f"function (looked at: {where}). Make it known: on the command line with "
+            f"--functions DIR (a folder holding {name}/handler.py) or --gateway URL (or "
+            f"$FAASFLOW_GATEWAY); in Python with functions={{{name!r}: callable}}, "
+            "functions_dir= or gateway=."
         )
 
     async def close(self) -> None:
