@@ -111,3 +111,18 @@ def test_ci_runs_the_readme_commands() -> None:
     assert "-e '.[dev]'" in ci and "\nscripts/test" in ci
     assert "apt-get" not in ci  # one place installs the system programs: scripts/test
     assert os.access(ROOT / "scripts" / "test", os.X_OK)
+
+
+def test_the_readme_says_which_extra_each_part_needs() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["optional-dependencies"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| part | extra |"):]
+    table = table[:table.index("\n\n")]
+    # Every extra that brings something is in the table (redis is an empty one kept
+    # for old installs; dev is the test suite's).
+    for extra, packages in extras.items():
+        if extra != "dev" and packages:
+            assert f"| `{extra}` |" in table, extra
