@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from faasflow.cli.main import main
-from servers import free_port
+from servers import free_port, require_binary, stop_process, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 GREET = str(ROOT / "examples" / "greet.py")
@@ -77,3 +78,27 @@ def test_a_client_whose_hops_no_worker_takes_says_so(
             f"running with --name {flow}, --nats {nats_url} and --state {state}?")
     assert lines[0] == f"faasflow submit: {hint}"
     assert lines[-1] == f"error: request nobody-1 did not end within 3s; {hint}"
+
+
+def test_a_nats_server_without_jetstream_is_named(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(  # no -js: JetStream off
+        [require_binary("nats-server", "nats-server"), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        def answers() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+
+        wait_until_ready(server, answers, "nats-server")
+        url = f"nats://127.0.0.1:{port}"
+        for command, *extra in (("worker",), ("submit", "--data", "x")):
+            done = faasflow(command, GREET, "--nats", url, "--state",
+                            f"sqlite:///{tmp_path / 'f.db'}", *extra)
+            assert done.returncode == 1, (command, done.stderr)
+            assert done.stderr.rstrip().endswith(
+                f"is `nats-server -js` (with JetStream) running at {url}?"
+            ), (command, done.stderr)
+    finally:
+        stop_process(server)

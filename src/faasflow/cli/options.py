@@ -30,6 +30,7 @@ __all__ = [
     "functions",
     "given",
     "nats",
+    "nats_trouble",
     "nats_url",
     "whole_number",
     "request_input",
@@ -307,3 +308,9 @@ def check_nats(url: str, shown: str, timeout: float = 2.0) -> None:
             f"cannot reach NATS at {url}{origin}: {why}; is `nats-server -js` running at "
             f"{where}?"
         )
+
+
+def nats_trouble(exc: TransportError, url: str) -> str:
+    """The message for a NATS connection that failed after it was reached (JetStream
+    off, say): the transport's words and what to check."""
+    return f"{exc}; is `nats-server -js` (with JetStream) running at {url}?"

@@ -300,7 +300,10 @@ def _on_workers(args: argparse.Namespace, verb: str) -> int:
         async with client:
             await _verb(verb)(client, args)
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except TransportError as exc:
+        return error(options.nats_trouble(exc, url), EXIT_FAILED)
     return 0
 
 
@@ -368,6 +371,8 @@ def _submit(args: argparse.Namespace) -> int:
         return configuration_error(exc)
     except FlowDefinitionError as exc:
         return error(str(exc), EXIT_USAGE)
+    except TransportError as exc:
+        return error(options.nats_trouble(exc, url), EXIT_FAILED)
     except (FaasFlowError, TimeoutError) as exc:
         return error(str(exc), EXIT_FAILED)
     if isinstance(out, str):

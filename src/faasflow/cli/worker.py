@@ -90,8 +90,7 @@ def command(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(worker, sock))
     except TransportError as exc:
-        return error(f"{exc}; is `nats-server -js` (with JetStream) running at {args.nats}?",
-                     EXIT_FAILED)
+        return error(options.nats_trouble(exc, str(args.nats)), EXIT_FAILED)
     except FaasFlowError as exc:
         return error(str(exc), EXIT_FAILED)
     finally:
