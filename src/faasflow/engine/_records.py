@@ -172,22 +172,34 @@ class StepRecord:
     def encode(self) -> bytes:
         # Spelled out rather than generic: two step records are written per step.
         shown: dict[str, Any] = {"state": self.state, "attempt": self.attempt}
-        for name, value in (
-            ("started", self.started), ("owner", self.owner), ("until", self.until),
-            ("finished", self.finished), ("ref", self.ref), ("branches", self.branches),
-            ("size_in", self.size_in), ("size_out", self.size_out), ("calls", self.calls),
-            ("error", self.error),
-        ):  # fmt: skip
-            if value is not None:
-                shown[name] = value
+        if self.started is not None:
+            shown["started"] = self.started
+        if self.owner is not None:
+            shown["owner"] = self.owner
+        if self.until is not None:
+            shown["until"] = self.until
         if self.released:
             shown["released"] = True
         if self.deaths:
             shown["deaths"] = self.deaths
+        if self.finished is not None:
+            shown["finished"] = self.finished
+        if self.ref is not None:
+            shown["ref"] = self.ref
         if self.fwd:
             shown["fwd"] = self.fwd
         if self.chosen:
             shown["chosen"] = self.chosen
+        if self.branches is not None:
+            shown["branches"] = self.branches
+        if self.size_in is not None:
+            shown["size_in"] = self.size_in
+        if self.size_out is not None:
+            shown["size_out"] = self.size_out
+        if self.calls is not None:
+            shown["calls"] = self.calls
+        if self.error is not None:
+            shown["error"] = self.error
         return orjson.dumps(shown)
 
     @classmethod
@@ -280,12 +292,22 @@ class HistoryEntry:
         # Spelled out rather than generic: one entry is written per step.
         shown: dict[str, Any] = {"t": self.t, "kind": self.kind, "node": self.node,
                                  "event": self.event}
-        for name, value in (
-            ("attempt", self.attempt), ("started", self.started),
-            ("finished", self.finished), ("size", self.size), ("size_in", self.size_in),
-            ("size_out", self.size_out), ("calls", self.calls),
-            ("branches", self.branches), ("error", self.error),
-        ):  # fmt: skip
-            if value is not None:
-                shown[name] = value
+        if self.attempt is not None:
+            shown["attempt"] = self.attempt
+        if self.started is not None:
+            shown["started"] = self.started
+        if self.finished is not None:
+            shown["finished"] = self.finished
+        if self.size is not None:
+            shown["size"] = self.size
+        if self.size_in is not None:
+            shown["size_in"] = self.size_in
+        if self.size_out is not None:
+            shown["size_out"] = self.size_out
+        if self.calls is not None:
+            shown["calls"] = self.calls
+        if self.branches is not None:
+            shown["branches"] = self.branches
+        if self.error is not None:
+            shown["error"] = self.error
         return shown
