@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 import faasflow.gateway
-from faasflow.gateway.gourl import GoURLError, check_url
+from faasflow.gateway._gourl import GoURLError, check_url
 from faasflow.gateway.wire import canonical_header, go_json, go_quote, go_time
 
 
