@@ -34,7 +34,7 @@ from opentelemetry import trace
 from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from faasflow.config import parse_bool
+from faasflow.config import get_bool, get_text
 from faasflow.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -260,9 +260,9 @@ def export_endpoint(env: Mapping[str, str]) -> str | None:
     """
     if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         return ""
-    if not parse_bool(env, "enable_tracing", False):
+    if not get_bool("enable_tracing", env):
         return None
-    server = env.get("trace_server", "").strip() or "localhost:4318"
+    server = get_text("trace_server", env) or "localhost:4318"
     return server if "://" in server else f"http://{server}"
 
 

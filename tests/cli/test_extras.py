@@ -117,3 +117,40 @@ def test_redrive_on_a_local_store_runs_the_request_here(
     again = faasflow("redrive", "r2", "--state", state, cwd=tmp_path)
     assert again.returncode == 2
     assert "--flow FILE" in again.stderr and "--nats" in again.stderr
+
+
+def test_a_python_client_reads_a_store_without_nats_py(tmp_path: Path) -> None:
+    # faasflow.workers.Client without a NATS URL reads and controls requests with the
+    # stores alone; only a client (or worker) that talks to NATS needs nats-py.
+    script = f"""
+import asyncio, sys
+for name in ("nats",):
+    sys.modules[name] = None
+import faasflow
+from faasflow.workers import Client, Worker
+
+def define(flow, context):
+    flow.dag().node("a").modify(lambda d: d + b"!")
+
+store = "sqlite:///{tmp_path / 'state.db'}"
+
+async def main():
+    async with faasflow.Engine(define, flow_name="f", state_store=store) as engine:
+        rid = await engine.submit(b"x")
+        await engine.wait(rid, timeout=10)
+    async with Client(define, flow_name="f", state_store=store) as client:
+        print((await client.info(rid)).status, (await client.result(rid)).decode())
+    try:
+        Worker(define, nats="nats://127.0.0.1:1", state_store=store)
+    except Exception as exc:
+        print(exc)
+
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "succeeded x!",
+        "workers need the nats package: pip install 'faasflow[nats]'",
+    ]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from faasflow.cli.loader import LoadError, load_define, split_target
 from faasflow.cli.main import main
 from faasflow.errors import ConfigurationError
+from faasflow.runtime.flowfile import LoadError, load_define, split_target
 
 
 @pytest.mark.parametrize(

@@ -127,7 +127,7 @@ def test_a_shared_store_is_required_where_processes_share_requests() -> None:
 
 
 def test_the_default_flow_name_is_the_files_stem() -> None:
-    from faasflow.cli.loader import load_define
+    from faasflow.runtime.flowfile import load_define
 
     flow = load_define(str(ROOT / "examples" / "greet.py"))
     assert config.default_flow_name(flow.define) == flow.stem == "greet"

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from faasflow.cli.loader import load_define
 from faasflow.dashboard.app import create_app
 from faasflow.dashboard.auth import Credentials
 from faasflow.dashboard.sources import LocalFlow, LocalSource, Source
 from faasflow.runtime.engine import Engine
+from faasflow.runtime.flowfile import load_define
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

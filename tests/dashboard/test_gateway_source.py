@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from faasflow.cli.loader import load_define
 from faasflow.config import ServerConfig
 from faasflow.dashboard.remote import GatewaySource
 from faasflow.gateway import BackgroundServer, create_gateway
 from faasflow.runtime.engine import Engine
+from faasflow.runtime.flowfile import load_define
 from faasflow.server.app import create_app as flow_server_app
 from faasflow.transports.inprocess import InProcessTransport
 

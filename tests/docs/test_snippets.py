@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from faasflow.config import variables
+
 from .snippets import Block, parse_page, parse_session, run_page
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,10 +19,8 @@ PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 _namespaces = itertools.count()
 
 # What a reader's shell may have set that would change what a snippet does.
-CLEARED = ("FAASFLOW_STORE", "FAASFLOW_STATE", "FAASFLOW_DATA", "FAASFLOW_NATS", "REDIS_URL",
-           "gateway", "flow_name", "faasflow_state", "faasflow_data", "faasflow_nats",
-           "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-           "enable_tracing", "trace_server")
+CLEARED = variables() | {"REDIS_URL"}
+"""Every setting's variables: none may leak into the pages' commands from outside."""
 
 
 def page_id(page: Path) -> str:

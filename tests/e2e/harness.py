@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from faasflow.config import variables
 from faasflow.gateway import BackgroundServer
 
 T = TypeVar("T")
@@ -66,12 +67,7 @@ POLL = 0.02
 
 # Variables the flow server and the gateway read: the tests set what they need and
 # nothing leaks in from the environment the tests run in.
-_SCRUBBED = (
-    "flow_name", "gateway", "secret_mount_path", "faasflow_hmac_secret",
-    "faasflow_control_token", "authenticate_request", "faasflow_state", "faasflow_data",
-    "max_body_size", "hop_max_age", "max_wait", "callback_attempts", "enable_tracing",
-    "trace_server", "FAASFLOW_STORE", "upstream_port",
-)  # fmt: skip
+_SCRUBBED = variables() | {"upstream_port"}
 
 
 def free_port() -> int:

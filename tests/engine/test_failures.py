@@ -353,3 +353,24 @@ async def test_failed_requests_are_retired_after_failed_ttl(make_engine: MakeEng
     with pytest.raises(RequestStateError, match="intermediate state was dropped"):
         await engine.redrive("old-1")
     assert await engine.sweep() == {"resent": [], "stalled": [], "retired": []}
+
+
+def _explode(data: bytes) -> bytes:
+    raise ValueError(f"cannot take {data!r}")
+
+
+async def test_an_error_in_the_users_code_says_where_it_happened(
+    make_engine: MakeEngine,
+) -> None:
+    def define(flow: Workflow, context: Context) -> None:
+        flow.dag().node("a").modify(_explode)
+
+    engine = make_engine(define, flow_name="where")
+    with pytest.raises(RequestFailedError) as failed:
+        await engine.run(b"x", request_id="w-1")
+    line = _explode.__code__.co_firstlineno + 1
+    assert failed.value.cause.endswith(f"(at test_failures.py:{line} in _explode)")
+    (event,) = [e for e in await engine.history("w-1") if e["event"] == "failed"
+                and e["kind"] == "node"]
+    assert f'test_failures.py", line {line}, in _explode' in event["traceback"]
+    assert event["traceback"].endswith("ValueError: cannot take b'x'")

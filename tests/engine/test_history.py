@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from failing import Flaky
@@ -34,6 +35,14 @@ def chain(define_gate: asyncio.Event | None = None) -> Callable[[Workflow, Conte
     return define
 
 
+RAISES = next(
+    number for number, line in enumerate(
+        (Path(__file__).parent / "failing.py").read_text().splitlines(), start=1)
+    if "raise ConnectionError" in line
+)
+"""The line of failing.py where Flaky raises."""
+
+
 def events(history: list[dict[str, object]], node: str) -> list[object]:
     return [e["event"] for e in history if e["kind"] == "node" and e["node"] == node]
 
@@ -48,9 +57,10 @@ async def test_each_node_start_retry_and_end_is_on_record(make_engine: MakeEngin
     assert events(history, "prep") == ["started", "finished"]
     assert events(history, "call") == ["started", "retried", "retried", "finished"]
     retried = [e for e in history if e["event"] == "retried"]
+    # Each error says where the user's code raised it.
     assert [(e["attempt"], e["error"]) for e in retried] == [
-        (1, "function 'f' raised ConnectionError: boom 1"),
-        (2, "function 'f' raised ConnectionError: boom 2"),
+        (1, f"function 'f' raised ConnectionError: boom 1 (at failing.py:{RAISES} in __call__)"),
+        (2, f"function 'f' raised ConnectionError: boom 2 (at failing.py:{RAISES} in __call__)"),
     ]
     times = [e["t"] for e in history]
     assert times == sorted(times)
@@ -82,7 +92,8 @@ async def test_a_failed_node_shows_its_error_and_a_running_one_its_start(
     (failed,) = await failing.requests()
     call = (await failing.info(failed, nodes=True)).nodes["call"]
     assert (call["state"], call["attempt"], call["retries"], call["calls"]) == ("failed", 1, 2, 3)
-    assert call["error"] == "function 'f' raised ConnectionError: boom 3"
+    where = f"(at failing.py:{RAISES} in __call__)"
+    assert call["error"] == f"function 'f' raised ConnectionError: boom 3 {where}"
 
 
 async def test_held_hops_are_on_record(make_engine: MakeEngine) -> None:

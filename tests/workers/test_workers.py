@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -186,3 +187,32 @@ async def test_a_client_without_nats_reads_but_cannot_send(options: dict[str, An
             assert (await reader.info(rid)).status == "succeeded"
             with pytest.raises(ConfigurationError, match="without the flow's define"):
                 await reader.submit(b"y")
+
+
+def test_a_worker_or_client_on_a_store_no_other_process_sees_is_refused() -> None:
+    # A worker on memory:// would take hops nobody else can see the requests of.
+    for make in (Worker, Client):
+        with pytest.raises(ConfigurationError, match="memory store lives inside one process"):
+            make(sys_define, nats="nats://127.0.0.1:4222", state_store="memory://")
+        with pytest.raises(ConfigurationError, match="data_store memory://"):
+            make(sys_define, nats="nats://127.0.0.1:4222", state_store="sqlite:////tmp/x.db",
+                 data_store="memory://")
+
+
+def test_workers_and_clients_name_the_flow_after_its_file_as_the_cli_does() -> None:
+    # `faasflow worker flows/fanout.py` serves the flow "fanout": so do Python workers and
+    # clients given the same define without a name, and they meet on the same subject.
+    from .support import FLOWS
+
+    sys.path.insert(0, str(FLOWS))
+    import fanout
+
+    url = "nats://127.0.0.1:4222"
+    worker = Worker(fanout.define, nats=url, state_store="sqlite:////tmp/w.db")
+    client = Client(fanout.define, nats=url, state_store="sqlite:////tmp/w.db")
+    assert worker.flow_name == client.flow_name == "fanout"
+    assert Client(state_store="sqlite:////tmp/w.db").flow_name == "flow"
+
+
+def sys_define(flow: Workflow, context: Context) -> None:
+    flow.dag().node("a")

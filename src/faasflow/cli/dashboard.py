@@ -29,9 +29,9 @@ from faasflow.cli.common import (
     error,
 )
 from faasflow.cli.embedded import functions_dir
-from faasflow.cli.loader import load_define
 from faasflow.dashboard.sessions import DEFAULT_SESSION_MAX_AGE
 from faasflow.errors import ConfigurationError, FlowDefinitionError, TransportError
+from faasflow.runtime.flowfile import load_define
 
 if TYPE_CHECKING:
     from faasflow.dashboard.auth import Credentials

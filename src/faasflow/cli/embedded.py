@@ -10,11 +10,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from faasflow.cli.loader import FlowFile
 from faasflow.cli.options import state_url
 from faasflow.cli.progress import Progress
 from faasflow.errors import ConfigurationError
 from faasflow.runtime.engine import Engine
+from faasflow.runtime.flowfile import FlowFile
 
 __all__ = [
     "build_engine",

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from faasflow.cli import options
 from faasflow.cli.common import EXIT_FAILED, EXIT_MISSING_TOOL, EXIT_USAGE, error, write_stdout
-from faasflow.cli.loader import load_define
 from faasflow.dsl.export import to_dot, to_json
 from faasflow.dsl.spec import FlowSpec
 from faasflow.engine.context import Context
 from faasflow.engine.definition import Define, build_flow
 from faasflow.errors import FaasFlowError
+from faasflow.runtime.flowfile import load_define
 
 __all__ = ["EXPORT_REQUEST_ID", "NO_DOT_MESSAGE", "add_parser", "build_spec", "command", "render"]
 

@@ -28,7 +28,6 @@ from faasflow.cli.common import (
 )
 from faasflow.cli.embedded import build_engine, recover_command
 from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
-from faasflow.cli.loader import FlowFile, load_define
 from faasflow.engine.views import FAILED, PAUSED, RUNNING, STOPPED, SUCCEEDED
 from faasflow.errors import (
     ConfigurationError,
@@ -38,6 +37,7 @@ from faasflow.errors import (
     RequestStoppedError,
 )
 from faasflow.runtime.engine import Engine
+from faasflow.runtime.flowfile import FlowFile, load_define
 
 __all__ = ["add_parser", "command"]
 

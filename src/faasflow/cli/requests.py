@@ -30,7 +30,6 @@ from faasflow.cli.common import (
 )
 from faasflow.cli.embedded import build_engine, read_input, recover_command
 from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
-from faasflow.cli.loader import FlowFile, load_define
 from faasflow.cli.report import format_requests, format_status, parse_statuses
 from faasflow.engine.views import STATUSES
 from faasflow.errors import (
@@ -41,6 +40,7 @@ from faasflow.errors import (
 )
 from faasflow.runtime import RequestsApi
 from faasflow.runtime.engine import Engine
+from faasflow.runtime.flowfile import FlowFile, load_define
 from faasflow.transports.base import HopHandler, Transport
 from faasflow.wire.hop import Hop
 

@@ -22,7 +22,6 @@ from faasflow.cli.embedded import (
     status_command,
 )
 from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
-from faasflow.cli.loader import FlowFile, load_define
 from faasflow.errors import (
     ConfigurationError,
     FaasFlowError,
@@ -30,6 +29,7 @@ from faasflow.errors import (
     RequestFailedError,
 )
 from faasflow.runtime import new_request_id
+from faasflow.runtime.flowfile import FlowFile, load_define
 
 __all__ = ["add_parser", "command"]
 

@@ -15,10 +15,10 @@ from faasflow.cli.common import (
     error,
 )
 from faasflow.cli.embedded import functions_dir
-from faasflow.cli.loader import load_define
 from faasflow.config import server_config
 from faasflow.errors import ConfigurationError, FlowDefinitionError, TransportError
 from faasflow.runtime.engine import Engine
+from faasflow.runtime.flowfile import load_define
 from faasflow.transports.inprocess import InProcessTransport
 
 __all__ = ["add_parser", "command"]

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from faasflow.cli import options
 from faasflow.cli.common import EXIT_FAILED, EXIT_USAGE, configuration_error, error
 from faasflow.cli.embedded import functions_dir
-from faasflow.cli.loader import FlowFile, load_define
 from faasflow.errors import (
     ConfigurationError,
     FaasFlowError,
@@ -21,6 +20,7 @@ from faasflow.errors import (
     TransportError,
 )
 from faasflow.metrics import EngineMetrics, MetricsApp, serve_metrics
+from faasflow.runtime.flowfile import FlowFile, load_define
 
 if TYPE_CHECKING:
     from faasflow.workers import Worker

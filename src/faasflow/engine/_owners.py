@@ -15,7 +15,9 @@ import secrets
 import socket
 from pathlib import Path
 
-_HOST = os.environ.get("FAASFLOW_HOST") or socket.gethostname()
+from faasflow.config import get_text
+
+_HOST = get_text("host") or socket.gethostname()
 """The name this process goes by in claims: the host name unless ``FAASFLOW_HOST`` says
 otherwise (two containers may share a host name; set it to the pod or node name)."""
 _BOOT = secrets.token_hex(4)

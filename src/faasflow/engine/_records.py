@@ -251,6 +251,8 @@ class HistoryEntry:
         attempt, started, finished, size_in, size_out, calls, branches, error: the
             step's details, as :class:`StepRecord` has them.
         size: a request's input (started) or result (succeeded) size.
+        traceback: for a node that failed in the user's own code, where (from the
+            user's first frame on).
     """
 
     t: float
@@ -266,6 +268,7 @@ class HistoryEntry:
     calls: int | None = None
     branches: int | None = None
     error: str | None = None
+    traceback: str | None = None
 
     @classmethod
     def now(cls, kind: str, node: str, event: str, **details: Any) -> Self:
@@ -310,4 +313,6 @@ class HistoryEntry:
             shown["branches"] = self.branches
         if self.error is not None:
             shown["error"] = self.error
+        if self.traceback is not None:
+            shown["traceback"] = self.traceback
         return shown

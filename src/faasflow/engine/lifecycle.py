@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from faasflow.callables import call_user
+from faasflow.callables import call_user, user_traceback
 from faasflow.engine import _keys as keys
 from faasflow.engine._hopbook import HopBook
 from faasflow.engine._live import LiveRequest, LiveRequests
@@ -32,7 +32,7 @@ from faasflow.engine._records import (
 from faasflow.engine._requests import RequestBook
 from faasflow.engine._values import Values
 from faasflow.engine.observers import Observers, RequestEnd
-from faasflow.errors import NodeError, RequestFailedError, RequestStoppedError
+from faasflow.errors import FaasFlowError, NodeError, RequestFailedError, RequestStoppedError
 from faasflow.stores.base import DataStore, StateStore
 from faasflow.wire.hop import Hop
 
@@ -139,6 +139,7 @@ class Lifecycle:
             await self.requests.record(rid, HistoryEntry.now(
                 "node", error.node, "failed", attempt=previous.attempt,
                 started=previous.started, calls=error.attempt, error=str(error),
+                traceback=_user_traceback(error),
             ))  # fmt: skip
             if hop is not None:
                 await self.hops.hold(hop)
@@ -212,6 +213,14 @@ class Lifecycle:
         # The record outlives the result, so an expired result reads as expired, not unknown.
         await self.state.expire(keys.request(rid), 2 * ttl)
         self.live.forget(rid)
+
+
+def _user_traceback(error: BaseException) -> str | None:
+    """The traceback of the user's exception behind ``error``, if one is."""
+    cause = error.__cause__
+    while isinstance(cause, FaasFlowError):
+        cause = cause.__cause__
+    return user_traceback(cause) if cause is not None else None
 
 
 async def _hook(fn: Callable[[Any], Any] | None, arg: Any, rid: str) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from faasflow import tracing
-from faasflow.callables import call_user
+from faasflow.callables import call_user, origin
 from faasflow.dsl.operations import Apply, Modify, Operation, Request
 from faasflow.dsl.options import NO_RETRY
 from faasflow.engine.context import as_bytes
@@ -98,8 +98,10 @@ async def run_user(fn: object, data: object, *, node: str, what: str) -> bytes:
     except NodeError:
         raise
     except Exception as exc:
+        where = origin(exc)
         raise OperationError(
-            f"{what} failed: {type(exc).__name__}: {exc}", node=node, attempt=1
+            f"{what} failed: {type(exc).__name__}: {exc}" + (f" (at {where})" if where else ""),
+            node=node, attempt=1,
         ) from exc
 
 

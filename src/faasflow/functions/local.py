@@ -3,56 +3,14 @@
 from __future__ import annotations
 
 import logging
-import sysconfig
-import traceback
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from faasflow.callables import call_user
+from faasflow.callables import call_user, origin, user_traceback
 from faasflow.errors import FunctionError, FunctionNotFoundError
 from faasflow.functions.base import FunctionInvoker, FunctionRequest, FunctionResponse
 
 logger = logging.getLogger(__name__)
-
-_OURS = str(Path(__file__).resolve().parents[1])
-_STDLIB = tuple(
-    str(Path(path).resolve())
-    for path in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
-)
-
-
-def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
-    """The frames of ``exc``'s traceback that are the user's: neither faasflow's nor
-    the standard library's (asyncio, the thread pool)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return [
-        frame for frame in frames
-        if not str(Path(frame.filename).resolve()).startswith((_OURS, *_STDLIB))
-    ]
-
-
-def origin(exc: BaseException) -> str | None:
-    """Where a user's callable raised ``exc``: ``file.py:LINE in NAME`` of the innermost
-    frame of the user's own code (the library frames below it are not where to look),
-    or ``None`` when no such frame is known."""
-    frames = _user_frames(exc) or traceback.extract_tb(exc.__traceback__)[-1:]
-    if not frames:
-        return None
-    frame = frames[-1]
-    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
-
-
-def user_traceback(exc: BaseException) -> str:
-    """``exc``'s traceback from the user's first frame on (faasflow's own frames above
-    it say nothing about the user's code), with the exception line."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    mine = _user_frames(exc)
-    start = frames.index(mine[0]) if mine else 0
-    lines = traceback.format_list(frames[start:])
-    lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).rstrip("\n")
-
 
 def to_bytes(name: str, value: object) -> bytes:
     """Normalise what a function returned to ``bytes``.

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import httpx
 
-from faasflow.cli.loader import DEFAULT_ATTRIBUTE, split_target
+from faasflow.config import lookup
 from faasflow.errors import ConfigurationError
 from faasflow.gateway.registry import FUNCTION_NAME
+from faasflow.runtime.flowfile import DEFAULT_ATTRIBUTE, split_target
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def flow_server_command(
         "--gateway", gateway_url,
     )  # fmt: skip
     env = {"gateway": gateway_url}
-    if not os.environ.get(HMAC_SECRET_ENV):
+    if lookup("hmac_secret") is None:  # any of the secret's variables, as the server reads it
         env[HMAC_SECRET_ENV] = hmac_secret
     return FlowCommand(argv=argv, url=url, health_url=url + HEALTH_PATH, env=env)
 

@@ -6,7 +6,7 @@ Each is composed of the engine's parts (:mod:`faasflow.runtime._core`); none sub
 another.
 """
 
-from faasflow.runtime._core import EngineOptions, Options, default_store_url
+from faasflow.runtime._core import EngineOptions, Options
 from faasflow.runtime._requests import (
     RequestsApi,
     Submitting,
@@ -25,7 +25,6 @@ __all__ = [
     "Submitting",
     "arun",
     "check_request_id",
-    "default_store_url",
     "new_request_id",
     "run",
 ]

@@ -7,7 +7,6 @@ once: the façades take them as ``**options``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from faasflow.callables import use_thread_pool
+from faasflow.config import default_state_url
 from faasflow.engine.definition import Define
 from faasflow.engine.executor import Executor
 from faasflow.engine.lifecycle import Settings
@@ -26,7 +26,7 @@ from faasflow.stores.memory import MemoryDataStore, MemoryStateStore
 from faasflow.stores.urls import data_store_from_url, state_store_from_url
 from faasflow.transports.base import Transport
 
-__all__ = ["Core", "EngineOptions", "Options", "default_store_url"]
+__all__ = ["Core", "EngineOptions", "Options"]
 
 
 class EngineOptions(TypedDict, total=False):
@@ -108,7 +108,7 @@ class Core:
         define: ``define(flow, context)``.
         flow_name: the flow's name.
         state_store: a :class:`StateStore`, a store URL, or ``None`` for the default
-            (:func:`default_store_url`).
+            (:func:`faasflow.config.default_state_url`).
         data_store: a :class:`DataStore` or a URL; the state store's URL by default.
         transport: how hops travel.
         options: the shared options.
@@ -128,7 +128,7 @@ class Core:
     ) -> None:
         url = None
         if state_store is None or isinstance(state_store, str):
-            url = state_store or default_store_url()
+            url = state_store or default_state_url()
             state_store = state_store_from_url(url)
         if data_store is None:
             data_store = data_store_from_url(url) if url else _memory_data_for(state_store)
@@ -204,20 +204,3 @@ def _memory_data_for(state: StateStore) -> DataStore:
     if isinstance(state, MemoryStateStore):
         return MemoryDataStore()
     raise ConfigurationError("pass data_store= too when state_store= is a store object")
-
-
-def default_store_url() -> str:
-    """``$FAASFLOW_STORE``, or a SQLite file under the user's cache directory."""
-    configured = os.environ.get("FAASFLOW_STORE")
-    if configured:
-        return configured
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "faasflow"
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"FAASFLOW_STORE: no store URL is set and the default folder {cache} cannot be "
-            f"created ({exc.strerror}); set FAASFLOW_STORE (or faasflow_state for the flow "
-            "server), e.g. sqlite:////tmp/faasflow.db"
-        ) from exc
-    return f"sqlite:///{cache / 'faasflow.db'}"

@@ -27,7 +27,8 @@ class Engine(Runner):
         define: ``define(flow, context)``, called once per request.
         flow_name: the flow's name (keys, history and logs carry it).
         state_store: a :class:`StateStore` or a store URL; SQLite by default
-            (:func:`faasflow.runtime._core.default_store_url`).
+            (:func:`faasflow.config.default_state_url`: ``FAASFLOW_STATE``, else a
+            file in the user's cache folder).
         data_store: a :class:`DataStore` or a store URL; the state store's URL by default.
         transport: how hops travel; an in-process queue by default.
         concurrency: hops that may run at once (in-process transport).

@@ -20,8 +20,9 @@ the same calls as :class:`~faasflow.runtime.engine.Engine`'s.
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
+from faasflow.config import default_flow_name, shared_store_problem
 from faasflow.engine.context import Context
 from faasflow.engine.definition import Define
 from faasflow.engine.observers import Observer, RequestEnd
@@ -34,14 +35,29 @@ from faasflow.stores.base import DataStore, StateStore
 from faasflow.transports.base import HopHandler, Transport
 from faasflow.wire.hop import Hop
 
-try:
+if TYPE_CHECKING:
     from faasflow.transports.nats import NatsTransport
-except ModuleNotFoundError as missing:  # nats-py is an extra
-    raise ConfigurationError(
-        f"workers need the {missing.name} package: pip install 'faasflow[nats]'"
-    ) from missing
 
 __all__ = ["Client", "Worker"]
+
+
+def _nats_transport(url: str, **options: Any) -> NatsTransport:
+    """A NATS transport; nats-py is an extra, needed only where NATS is used."""
+    try:
+        from faasflow.transports.nats import NatsTransport
+    except ModuleNotFoundError as missing:
+        raise ConfigurationError(
+            f"workers need the {missing.name} package: pip install 'faasflow[nats]'"
+        ) from missing
+    return NatsTransport(url, **options)
+
+
+def _shared(state_store: StateStore | str, data_store: DataStore | str | None) -> None:
+    """Refuse stores other processes cannot see (a worker's requests would wait forever)."""
+    for option, store in (("state_store", state_store), ("data_store", data_store)):
+        problem = shared_store_problem(store, option) if isinstance(store, str) else None
+        if problem is not None:
+            raise ConfigurationError(problem)
 
 
 class _AnnounceEnds(Observer):
@@ -63,7 +79,8 @@ class Worker(Runner):
         state_store: a shared state store (object or URL: ``redis://``, ``etcd://``,
             ``postgresql://``).
         data_store: a shared data store (object or URL); the state store's URL by default.
-        flow_name: the flow's name, the same in every worker and client.
+        flow_name: the flow's name, the same in every worker and client; by default the
+            stem of the file that defines ``define``, as ``faasflow worker FILE`` names it.
         concurrency: hops this worker runs at once.
         ack_wait: seconds after which a hop of a worker that stopped answering goes to
             another worker.
@@ -81,13 +98,15 @@ class Worker(Runner):
         nats: str,
         state_store: StateStore | str,
         data_store: DataStore | str | None = None,
-        flow_name: str = "flow",
+        flow_name: str | None = None,
         concurrency: int = 64,
         ack_wait: float = 30.0,
         max_deliveries: int = 5,
         **options: Unpack[EngineOptions],
     ) -> None:
-        transport = NatsTransport(
+        _shared(state_store, data_store)
+        flow_name = flow_name or default_flow_name(define)
+        transport = _nats_transport(
             nats,
             flow_name=flow_name,
             consume=True,
@@ -137,7 +156,8 @@ class Client(Submitting):
         define: the flow's ``define``, or ``None`` for a client that only reads and
             controls.
         nats: the NATS server URL(s); ``None`` for a client that only reads.
-        state_store, data_store, flow_name: as for :class:`Worker`.
+        state_store, data_store, flow_name: as for :class:`Worker` (without ``define``,
+            ``flow_name`` defaults to ``flow``).
         **options: the options every runtime takes (see
             :class:`~faasflow.runtime.engine.Engine`; functions and sweeping do not
             apply).
@@ -150,11 +170,13 @@ class Client(Submitting):
         nats: str | None = None,
         state_store: StateStore | str,
         data_store: DataStore | str | None = None,
-        flow_name: str = "flow",
+        flow_name: str | None = None,
         **options: Unpack[EngineOptions],
     ) -> None:
-        self._nats = None if nats is None else NatsTransport(nats, flow_name=flow_name,
-                                                              consume=False)
+        _shared(state_store, data_store)
+        flow_name = flow_name or (default_flow_name(define) if define else "flow")
+        self._nats = None if nats is None else _nats_transport(nats, flow_name=flow_name,
+                                                                consume=False)
         self._core = Core(
             define or _no_definition,
             flow_name=flow_name,
