@@ -378,6 +378,7 @@ class Gate(_Helper):
         super().__init__()
         self._cond = threading.Condition()
         self._hits: Counter[tuple[str, str]] = Counter()
+        self._callers: dict[tuple[str, str], list[str]] = {}
         self._held: dict[tuple[str, str], list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]]
         self._held = {}
         self._released: set[tuple[str, str]] = set()
@@ -392,8 +393,10 @@ class Gate(_Helper):
     async def _hit(self, request: Request) -> Response:
         node = request.path_params["node"]
         body = await request.body()
+        key = (request.query_params.get("rid", ""), node)
         with self._cond:
-            self._hits[(request.query_params.get("rid", ""), node)] += 1
+            self._hits[key] += 1
+            self._callers.setdefault(key, []).append(request.query_params.get("pid", ""))
             self._cond.notify_all()
         return Response(body + b"-" + node.encode(), media_type="application/octet-stream")
 
@@ -417,6 +420,12 @@ class Gate(_Helper):
     def hits(self, rid: str, node: str) -> int:
         with self._cond:
             return self._hits[(rid, node)]
+
+    def callers(self, rid: str, node: str) -> list[str]:
+        """The ``pid`` query parameter of each ``/hit`` call of ``node`` for ``rid``, in
+        order (the calling process, when the flow sends it)."""
+        with self._cond:
+            return list(self._callers.get((rid, node), []))
 
     def release(self, rid: str, node: str) -> None:
         """Let the held calls (and any later one) of ``node`` for ``rid`` answer."""
