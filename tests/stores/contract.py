@@ -21,7 +21,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from faasflow.stores.base import Append, DataStore, Delete, Put, StateStore
+from faasflow.stores.base import (
+    Append,
+    DataStore,
+    Delete,
+    IndexDrop,
+    IndexPut,
+    Put,
+    StateStore,
+)
 
 # A TTL no test outlives: what it guards must still be there when read.
 LONG_TTL = 600.0
@@ -612,6 +620,106 @@ class StateStoreContract:
         await state_store.set("k", b"again")
         await wait_past(self.short_ttl)
         assert await state_store.get("k") == b"again"
+
+
+    # -- list pages -----------------------------------------------------------------------
+    async def test_read_list_slices_like_python(self, state_store: StateStore) -> None:
+        items = [f"i{n}".encode() for n in range(7)]
+        for item in items:
+            await state_store.append("l", item)
+        for start, stop in [(0, None), (2, 5), (0, 3), (5, None), (-1, None), (-3, -1),
+                            (-10, 2), (6, 100), (7, None), (3, 3), (4, 2)]:
+            assert await state_store.read_list("l", start=start, stop=stop) == items[start:stop]
+        assert await state_store.list_length("l") == 7
+        assert await state_store.list_length("absent") == 0
+        assert await state_store.read_list("absent", start=-1) == []
+
+    # -- ordered indexes ------------------------------------------------------------------
+    async def test_index_orders_by_score_then_member(self, state_store: StateStore) -> None:
+        for score, member in [(3.0, "c"), (1.0, "z"), (2.0, "b"), (2.0, "a"), (-1.5, "n")]:
+            await state_store.index_put("ix", member, score)
+        everything = [(-1.5, "n"), (1.0, "z"), (2.0, "a"), (2.0, "b"), (3.0, "c")]
+        assert await state_store.index_range("ix", limit=10) == everything
+        assert await state_store.index_range("ix", limit=10, descending=True) == everything[::-1]
+        assert await state_store.index_size("ix") == 5
+        assert await state_store.index_range("absent", limit=10) == []
+        assert await state_store.index_size("absent") == 0
+
+    async def test_index_ranges_are_exclusive_and_limited(self, state_store: StateStore) -> None:
+        entries = [(float(n // 2), f"m{n}") for n in range(10)]  # two members a score
+        for score, member in entries:
+            await state_store.index_put("ix", member, score)
+        ranged = state_store.index_range
+        assert await ranged("ix", after=(1.0, "m2"), limit=3) == entries[3:6]
+        assert await ranged("ix", before=(3.0, "m6"), limit=2) == entries[:2]
+        assert await ranged("ix", before=(3.0, "m6"), limit=2, descending=True) == [
+            entries[5], entries[4]]
+        assert await ranged("ix", after=(0.0, "m0"), before=(2.0, "m5"), limit=10,
+                            descending=True) == entries[1:5][::-1]
+        assert await ranged("ix", before=(2.0, ""), limit=10) == entries[:4]
+        assert await ranged("ix", after=(4.0, "m9"), limit=10) == []
+        assert await ranged("ix", limit=0) == []
+
+    async def test_index_put_moves_and_drop_removes(self, state_store: StateStore) -> None:
+        await state_store.index_put("ix", "a", 1.0)
+        await state_store.index_put("ix", "b", 2.0)
+        await state_store.index_put("ix", "a", 3.0)  # moved, not added twice
+        assert await state_store.index_range("ix", limit=10) == [(2.0, "b"), (3.0, "a")]
+        await state_store.index_drop("ix", "b")
+        await state_store.index_drop("ix", "absent")
+        assert await state_store.index_range("ix", limit=10) == [(3.0, "a")]
+        await state_store.index_drop("ix", "a")
+        assert await state_store.index_size("ix") == 0
+
+    async def test_index_keeps_large_scores_and_odd_members(self, state_store: StateStore) -> None:
+        members = ["a/b:c", "x y", "é", "~1", "0" * 100]
+        for number, member in enumerate(members):
+            await state_store.index_put("ix", member, 1796000000000.0 + number)
+        found = await state_store.index_range("ix", limit=10)
+        assert [member for _, member in found] == members
+        assert found[0][0] == 1796000000000.0
+
+    async def test_commit_writes_indexes_with_its_requirements(
+        self, state_store: StateStore
+    ) -> None:
+        await state_store.index_put("old", "r1", 1.0)
+        moved = await state_store.commit(
+            [Put("k", b"v"), IndexDrop("old", "r1"), IndexPut("new", "r1", 2.0)],
+            require={"k": None},
+        )
+        assert moved
+        assert await state_store.index_range("old", limit=10) == []
+        assert await state_store.index_range("new", limit=10) == [(2.0, "r1")]
+        refused = await state_store.commit(
+            [IndexPut("new", "r2", 3.0), IndexDrop("new", "r1")], require={"k": None}
+        )
+        assert not refused
+        assert await state_store.index_range("new", limit=10) == [(2.0, "r1")]
+
+    async def test_indexes_are_separate_and_go_with_delete(self, state_store: StateStore) -> None:
+        await state_store.set("ix", b"value")
+        await state_store.index_put("ix", "m", 1.0)
+        assert await state_store.get("ix") == b"value"
+        assert await state_store.keys("ix") == ["ix"]
+        await state_store.delete("ix")
+        assert await state_store.get("ix") is None
+        assert await state_store.index_size("ix") == 0
+        await state_store.index_put("p/a/ix", "m", 1.0)
+        await state_store.index_put("p/b", "m", 1.0)
+        assert await state_store.delete_prefix("p/a/") == 1
+        assert await state_store.index_size("p/a/ix") == 0
+        assert await state_store.index_size("p/b") == 1
+
+    async def test_index_ttl_and_expire(self, state_store: StateStore) -> None:
+        await state_store.index_put("short", "m", 1.0, ttl=self.short_ttl)
+        await state_store.index_put("kept", "m", 1.0, ttl=self.short_ttl)
+        await state_store.expire("kept", LONG_TTL)
+        assert await self.expires(lambda: _index_empty(state_store, "short"))
+        assert await state_store.index_range("kept", limit=10) == [(1.0, "m")]
+
+
+async def _index_empty(store: StateStore, index: str) -> bool:
+    return await store.index_size(index) == 0 and await store.index_range(index, limit=1) == []
 
 
 class DataStoreContract:

@@ -259,6 +259,7 @@ async def test_both_stores_share_one_file(tmp_path: Path) -> None:
         assert await state.get("same") == b"state"
     assert set(row_counts(path)) == {
         "ff_data_blobs",
+        "ff_state_indexes",
         "ff_state_lists",
         "ff_state_sets",
         "ff_state_values",
@@ -304,11 +305,13 @@ async def test_expired_rows_are_purged_from_the_file(tmp_path: Path) -> None:
         await state.add_to_set("s", "b")
         await state.append("l", b"1", ttl=ttl)
         await state.append("l", b"2")
+        await state.index_put("x", "a", 1.0, ttl=ttl)
         await data.put("d", b"x", ttl=ttl)
         await state.set("keep", b"x", ttl=600)
         await data.put("keep", b"x")
         assert row_counts(path) == {
             "ff_data_blobs": 2,
+            "ff_state_indexes": 1,
             "ff_state_lists": 2,
             "ff_state_sets": 2,
             "ff_state_values": 2,
@@ -318,6 +321,7 @@ async def test_expired_rows_are_purged_from_the_file(tmp_path: Path) -> None:
         await data.put("trigger", b"x")
         assert row_counts(path) == {
             "ff_data_blobs": 2,
+            "ff_state_indexes": 0,
             "ff_state_lists": 0,
             "ff_state_sets": 0,
             "ff_state_values": 2,

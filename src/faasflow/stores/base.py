@@ -12,9 +12,12 @@ Semantics shared by all backends:
 * keys are ``str`` (``/``-separated by convention), values are ``bytes``;
 * ``ttl`` is in seconds from now; an expired key behaves exactly as an absent one and
   is purged lazily;
-* a key holds one kind of value: a plain value, a set, or a list. The namespaces are
-  separate (``set`` never sees a set's members); ``delete``, ``delete_prefix`` and
-  ``expire`` apply to every kind;
+* a key holds one kind of value: a plain value, a set, a list, or an ordered index. The
+  namespaces are separate (``set`` never sees a set's members); ``delete``,
+  ``delete_prefix`` and ``expire`` apply to every kind;
+* an ordered index holds members (strings) with scores (floats), ordered by score, then
+  member (by code point); a member is in it once; reading a range of it costs the range,
+  not the index (it is how listings and deadlines stay cheap with millions of entries);
 * errors of the backend's client are raised as :class:`faasflow.errors.StoreError`.
 """
 
@@ -52,7 +55,29 @@ class Append:
     ttl: float | None = None
 
 
-WriteOp = Put | Delete | Append
+@dataclass(frozen=True)
+class IndexPut:
+    """Write op: put ``member`` into the ordered index ``index`` at ``score`` (moving it
+    there if it is in already); the index expires after ``ttl`` seconds when given."""
+
+    index: str
+    member: str
+    score: float
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class IndexDrop:
+    """Write op: take ``member`` out of the ordered index ``index`` (absent is fine)."""
+
+    index: str
+    member: str
+
+
+WriteOp = Put | Delete | Append | IndexPut | IndexDrop
+
+Entry = tuple[float, str]
+"""An ordered index's entry: ``(score, member)``."""
 
 
 class StateStore(AsyncResource, ABC):
@@ -94,6 +119,7 @@ class StateStore(AsyncResource, ABC):
 
         When ``require`` is given, the writes happen only if every key in it holds the
         given value (``None`` = absent) at that moment; returns whether they happened.
+        Writes may be to plain values, lists and ordered indexes alike.
         This is how the engine records a node as done and announces its successors in
         one step: one round trip (one transaction, one fsync) instead of several.
         """
@@ -128,8 +154,43 @@ class StateStore(AsyncResource, ABC):
         """Append ``value`` to the list at ``key``."""
 
     @abstractmethod
-    async def read_list(self, key: str) -> list[bytes]:
-        """Every item of the list at ``key``, oldest first."""
+    async def read_list(self, key: str, *, start: int = 0, stop: int | None = None) -> list[bytes]:
+        """The items of the list at ``key``, oldest first: ``items[start:stop]`` with
+        Python's slice meaning (a negative bound counts from the end), so that a page, or
+        the last item, costs its own size."""
+
+    @abstractmethod
+    async def list_length(self, key: str) -> int:
+        """How many items the list at ``key`` holds (0 when absent)."""
+
+    # -- ordered indexes ----------------------------------------------------------------
+    async def index_put(
+        self, index: str, member: str, score: float, *, ttl: float | None = None
+    ) -> None:
+        """Put ``member`` into ``index`` at ``score`` (see :class:`IndexPut`)."""
+        await self.commit([IndexPut(index, member, score, ttl)])
+
+    async def index_drop(self, index: str, member: str) -> None:
+        """Take ``member`` out of ``index`` (see :class:`IndexDrop`)."""
+        await self.commit([IndexDrop(index, member)])
+
+    @abstractmethod
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: Entry | None = None,
+        before: Entry | None = None,
+        limit: int,
+        descending: bool = False,
+    ) -> list[Entry]:
+        """Up to ``limit`` entries of ``index`` strictly between ``after`` and ``before``
+        (``(score, member)``, compared as tuples), in ascending order, or descending
+        (from ``before`` down) with ``descending``."""
+
+    @abstractmethod
+    async def index_size(self, index: str) -> int:
+        """How many members ``index`` holds."""
 
     # -- lifetime ---------------------------------------------------------------------
     @abstractmethod

@@ -7,14 +7,43 @@ to the other tasks of the event loop.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Mapping, Sequence
 from typing import Self
 
 from faasflow.errors import ConfigurationError
-from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
+from faasflow.stores.base import (
+    Append,
+    DataStore,
+    Delete,
+    Entry,
+    IndexPut,
+    Put,
+    StateStore,
+    WriteOp,
+)
 
-_Value = bytes | dict[str, None] | list[bytes]
+
+class _Index:
+    """An ordered index: its entries sorted, and each member's score."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.scores: dict[str, float] = {}
+
+    def put(self, member: str, score: float) -> None:
+        self.drop(member)
+        bisect.insort(self.entries, (score, member))
+        self.scores[member] = score
+
+    def drop(self, member: str) -> None:
+        score = self.scores.pop(member, None)
+        if score is not None:
+            del self.entries[bisect.bisect_left(self.entries, (score, member))]
+
+
+_Value = bytes | dict[str, None] | list[bytes] | _Index
 
 
 _DEPTH = 3
@@ -124,6 +153,7 @@ class MemoryStateStore(StateStore):
         self._values = _ExpiringDict()
         self._sets = _ExpiringDict()
         self._lists = _ExpiringDict()
+        self._indexes = _ExpiringDict()
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -167,8 +197,22 @@ class MemoryStateStore(StateStore):
                 await self.set(op.key, op.value, ttl=op.ttl)
             elif isinstance(op, Delete):
                 self._values.drop(op.key)
-            else:
+            elif isinstance(op, Append):
                 await self.append(op.key, op.value, ttl=op.ttl)
+            elif isinstance(op, IndexPut):
+                index = self._index(op.index)
+                if index is None:
+                    index = _Index()
+                    self._indexes.put(op.index, index, op.ttl)
+                else:
+                    self._indexes.touch(op.index, op.ttl)
+                index.put(op.member, op.score)
+            else:
+                found = self._index(op.index)
+                if found is not None:
+                    found.drop(op.member)
+                    if not found.entries:
+                        self._indexes.drop(op.index)
         return True
 
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
@@ -218,19 +262,53 @@ class MemoryStateStore(StateStore):
             self._lists.touch(key, ttl)
         items.append(bytes(value))
 
-    async def read_list(self, key: str) -> list[bytes]:
+    async def read_list(self, key: str, *, start: int = 0, stop: int | None = None) -> list[bytes]:
         items = self._lists.live(key)
-        return list(items) if isinstance(items, list) else []
+        return list(items[start:stop]) if isinstance(items, list) else []
+
+    async def list_length(self, key: str) -> int:
+        items = self._lists.live(key)
+        return len(items) if isinstance(items, list) else 0
+
+    def _index(self, key: str) -> _Index | None:
+        found = self._indexes.live(key)
+        return found if isinstance(found, _Index) else None
+
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: Entry | None = None,
+        before: Entry | None = None,
+        limit: int,
+        descending: bool = False,
+    ) -> list[Entry]:
+        found = self._index(index)
+        if found is None or limit <= 0:
+            return []
+        entries = found.entries
+        low = 0 if after is None else bisect.bisect_right(entries, after)
+        high = len(entries) if before is None else bisect.bisect_left(entries, before)
+        if descending:
+            return entries[max(low, high - limit) : high][::-1]
+        return entries[low : min(high, low + limit)]
+
+    async def index_size(self, index: str) -> int:
+        found = self._index(index)
+        return len(found.entries) if found is not None else 0
+
+    def _spaces(self) -> tuple[_ExpiringDict, ...]:
+        return (self._values, self._sets, self._lists, self._indexes)
 
     async def delete(self, key: str) -> None:
-        for space in (self._values, self._sets, self._lists):
+        for space in self._spaces():
             space.drop(key)
 
     async def delete_prefix(self, prefix: str) -> int:
-        return sum(s.drop_prefix(prefix) for s in (self._values, self._sets, self._lists))
+        return sum(space.drop_prefix(prefix) for space in self._spaces())
 
     async def expire(self, key: str, ttl: float) -> None:
-        for space in (self._values, self._sets, self._lists):
+        for space in self._spaces():
             space.expire(key, ttl)
 
 

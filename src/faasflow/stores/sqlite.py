@@ -40,7 +40,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from faasflow.errors import ConfigurationError
 from faasflow.stores._keyrange import prefix_end
 from faasflow.stores._sqlite_db import Database
-from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
+from faasflow.stores.base import (
+    Append,
+    DataStore,
+    Delete,
+    Entry,
+    IndexPut,
+    Put,
+    StateStore,
+    WriteOp,
+)
 
 __all__ = ["SqliteDataStore", "SqliteStateStore"]
 
@@ -163,6 +172,7 @@ class _SqliteStore:
 _V: Final = "ff_state_values"
 _S: Final = "ff_state_sets"
 _L: Final = "ff_state_lists"
+_X: Final = "ff_state_indexes"
 
 # Every row of one set or list carries the same expires_at: the key's deadline.
 _STATE_SCHEMA: Final = (
@@ -185,10 +195,18 @@ _STATE_SCHEMA: Final = (
         expires_at REAL
     )""",
     f"CREATE INDEX IF NOT EXISTS {_L}_key ON {_L} (key)",
+    f"""CREATE TABLE IF NOT EXISTS {_X} (
+        key TEXT NOT NULL,
+        member TEXT NOT NULL,
+        score REAL NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (key, member)
+    ) WITHOUT ROWID""",
+    f"CREATE INDEX IF NOT EXISTS {_X}_order ON {_X} (key, score, member)",
     *(
         f"CREATE INDEX IF NOT EXISTS {table}_expiry ON {table} (expires_at) "
         "WHERE expires_at IS NOT NULL"
-        for table in (_V, _S, _L)
+        for table in (_V, _S, _L, _X)
     ),
 )
 
@@ -230,18 +248,34 @@ _L_DEADLINE: Final = (
     f"UPDATE {_L} SET expires_at = ? WHERE key = ?",
 )
 _L_ADD: Final = f"INSERT INTO {_L} (key, value, expires_at) VALUES (?, ?, ?)"
-_L_ITEMS: Final = f"SELECT value FROM {_L} WHERE key = ? AND {_LIVE} ORDER BY seq"
+_L_PAGE: Final = (
+    f"SELECT value FROM {_L} WHERE key = ? AND {_LIVE} ORDER BY seq LIMIT ? OFFSET ?"
+)
+_L_COUNT: Final = f"SELECT count(*) FROM {_L} WHERE key = ? AND {_LIVE}"
 
-_DELETE: Final = tuple(f"DELETE FROM {table} WHERE key = ?" for table in (_V, _S, _L))
+_X_DEADLINE: Final = (
+    f"SELECT expires_at FROM {_X} WHERE key = ? LIMIT 1",
+    f"DELETE FROM {_X} WHERE key = ?",
+    f"UPDATE {_X} SET expires_at = ? WHERE key = ?",
+)
+_X_PUT: Final = (
+    f"INSERT INTO {_X} (key, member, score, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (key, member) DO UPDATE SET score = excluded.score"
+)
+_X_DROP: Final = f"DELETE FROM {_X} WHERE key = ? AND member = ?"
+_X_COUNT: Final = f"SELECT count(*) FROM {_X} WHERE key = ? AND {_LIVE}"
+
+_TABLES_ALL: Final = (_V, _S, _L, _X)
+_DELETE: Final = tuple(f"DELETE FROM {table} WHERE key = ?" for table in _TABLES_ALL)
 _EXPIRE: Final = tuple(
-    f"UPDATE {table} SET expires_at = ? WHERE key = ? AND {_LIVE}" for table in (_V, _S, _L)
+    f"UPDATE {table} SET expires_at = ? WHERE key = ? AND {_LIVE}" for table in _TABLES_ALL
 )
 _COUNT_PREFIX: Final = (
     f"SELECT count(*) FROM {_V} WHERE {_RANGE} AND {_LIVE}",
-    f"SELECT count(DISTINCT key) FROM {_S} WHERE {_RANGE} AND {_LIVE}",
-    f"SELECT count(DISTINCT key) FROM {_L} WHERE {_RANGE} AND {_LIVE}",
+    *(f"SELECT count(DISTINCT key) FROM {table} WHERE {_RANGE} AND {_LIVE}"
+      for table in (_S, _L, _X)),
 )
-_DELETE_PREFIX: Final = tuple(f"DELETE FROM {table} WHERE {_RANGE}" for table in (_V, _S, _L))
+_DELETE_PREFIX: Final = tuple(f"DELETE FROM {table} WHERE {_RANGE}" for table in _TABLES_ALL)
 
 
 def _collection_deadline(
@@ -286,7 +320,7 @@ class SqliteStateStore(_SqliteStore, StateStore):
     """
 
     _SCHEMA = _STATE_SCHEMA
-    _TABLES = (_V, _S, _L)
+    _TABLES = _TABLES_ALL
 
     # -- plain values ---------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
@@ -342,9 +376,14 @@ class SqliteStateStore(_SqliteStore, StateStore):
                     conn.execute(_V_PUT, (op.key, op.value, _deadline(op.ttl, now)))
                 elif isinstance(op, Delete):
                     conn.execute(_DELETE[0], (op.key,))
-                else:
+                elif isinstance(op, Append):
                     deadline = _collection_deadline(conn, _L_DEADLINE, op.key, op.ttl, now)
                     conn.execute(_L_ADD, (op.key, op.value, deadline))
+                elif isinstance(op, IndexPut):
+                    deadline = _collection_deadline(conn, _X_DEADLINE, op.index, op.ttl, now)
+                    conn.execute(_X_PUT, (op.index, op.member, op.score, deadline))
+                else:
+                    conn.execute(_X_DROP, (op.index, op.member))
         return True
 
     async def keys(self, prefix: str, *, limit: int | None = None) -> list[str]:
@@ -392,10 +431,52 @@ class SqliteStateStore(_SqliteStore, StateStore):
             deadline = _collection_deadline(conn, _L_DEADLINE, key, ttl, time.time())
             conn.execute(_L_ADD, (key, value, deadline))
 
-    async def read_list(self, key: str) -> list[bytes]:
-        with self._db.session("read_list") as conn:
-            rows = conn.execute(_L_ITEMS, (key, time.time())).fetchall()
+    async def read_list(self, key: str, *, start: int = 0, stop: int | None = None) -> list[bytes]:
+        with self._db.session("read_list", begin="BEGIN") as conn:
+            now = time.time()
+            if start < 0 or (stop is not None and stop < 0):
+                length = conn.execute(_L_COUNT, (key, now)).fetchone()[0]
+                start, stop, _ = slice(start, stop).indices(length)
+            count = -1 if stop is None else max(0, stop - start)
+            rows = conn.execute(_L_PAGE, (key, now, count, start)).fetchall()
         return [row[0] for row in rows]
+
+    async def list_length(self, key: str) -> int:
+        with self._db.session("list_length") as conn:
+            length: int = conn.execute(_L_COUNT, (key, time.time())).fetchone()[0]
+        return length
+
+    # -- ordered indexes --------------------------------------------------------------
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: Entry | None = None,
+        before: Entry | None = None,
+        limit: int,
+        descending: bool = False,
+    ) -> list[Entry]:
+        if limit <= 0:
+            return []
+        where = ["key = ?", _LIVE]
+        params: list[object] = [index, time.time()]
+        if after is not None:
+            where.append("(score, member) > (?, ?)")
+            params += after
+        if before is not None:
+            where.append("(score, member) < (?, ?)")
+            params += before
+        order = "DESC" if descending else "ASC"
+        sql = (f"SELECT score, member FROM {_X} WHERE {' AND '.join(where)} "
+               f"ORDER BY score {order}, member {order} LIMIT ?")
+        with self._db.session("index_range") as conn:
+            rows = conn.execute(sql, (*params, limit)).fetchall()
+        return [(float(score), member) for score, member in rows]
+
+    async def index_size(self, index: str) -> int:
+        with self._db.session("index_size") as conn:
+            size: int = conn.execute(_X_COUNT, (index, time.time())).fetchone()[0]
+        return size
 
     # -- lifetime -------------------------------------------------------------------
     async def delete(self, key: str) -> None:
