@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from faasflow.engine.observers import CallEvent, HistoryEntry, Observer
+from faasflow.engine.views import FAILED, PAUSED
 from faasflow.errors import FaasFlowError
 
 if TYPE_CHECKING:
@@ -195,10 +196,12 @@ class EngineMetrics(Observer):
             self._held_at = now
 
     async def _count_held(self) -> int:
+        # Hops are held by paused requests and by failed ones (for a redrive).
         executor = self.engine.executor
         total = 0
-        for rid in await executor.requests.unfinished():
-            total += await executor.hops.count_held(rid)
+        for status in (PAUSED, FAILED):
+            for rid in await executor.requests.in_status(status):
+                total += await executor.hops.count_held(rid)
         return total
 
     async def render(self) -> bytes:

@@ -237,7 +237,11 @@ async def test_a_finished_request_leaves_only_record_history_and_result(
     assert await engine.state.keys(keys.pending("c-1")) == []
     assert await engine.data.delete_prefix(keys.data_prefix("c-1")) == 0  # nothing left
     assert await engine.data.get(keys.context_value("c-1", "k")) is None
-    assert await engine.state.keys(keys.live_index("clean")) == []
+    # Out of the sweep's index; in the flow's and its status's, for listings.
+    assert await engine.state.index_size(keys.due_index("clean")) == 0
+    listed = await engine.state.index_range(keys.status_index("clean", "succeeded"), limit=5)
+    assert [rid for _, rid in listed] == ["c-1"]
+    assert await engine.state.index_size(keys.status_index("clean", "running")) == 0
     assert await engine.result("c-1") == b"ok"
     assert [e["event"] for e in await engine.history("c-1")][-1] == "succeeded"
 

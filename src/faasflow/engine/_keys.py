@@ -2,9 +2,14 @@
 
 Per request ``R`` the state store holds the request record ``r/R`` and everything under
 ``r/R/`` (node records, join sets, branch sets, pending and held hops), plus the history
-``h/R`` and the flow index ``f:FLOW/R``; the data store holds ``R/…`` (inputs, outputs,
-context values) and the result ``result:R``. A finished request is cleaned by deleting the
-two ``R`` prefixes; what stays (record, history, index, result) expires.
+``h/R``; the data store holds ``R/…`` (inputs, outputs, context values) and the result
+``result:R``. A finished request is cleaned by deleting the two ``R`` prefixes; what stays
+(record, history, result) expires.
+
+Per flow, three kinds of ordered index (see :mod:`faasflow.stores.base`) make every read
+cost its answer: ``f:FLOW`` (every request on record, by creation time), ``s:FLOW/STATUS``
+(the requests in one status, by creation time) and ``due:FLOW`` (the requests the sweep
+must look at, by when). Entries of expired requests are pruned by the sweep.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ def node_record(rid: str, path: str) -> str:
 def expand_record(rid: str, path: str) -> str:
     """A dynamic node's expansion: the branch keys it chose."""
     return f"r/{rid}/x/{path}"
+
+
+def branch_chunk(rid: str, path: str, token: str, number: int) -> str:
+    """Chunk ``number`` of the branches a wide dynamic node chose (its attempt's
+    ``token``): a page of ``(key, input ref)`` pairs."""
+    return f"r/{rid}/c/{path}/{token}/{number}"
 
 
 def lease(rid: str, record_key: str) -> str:
@@ -76,15 +87,25 @@ def history(rid: str) -> str:
     return f"h/{rid}"
 
 
-def flow_index(flow: str, rid: str = "") -> str:
-    # Flat (two segments), like the live index and the result: keys that only expire
-    # stay out of the folders stores group for ``delete_prefix`` (see stores/redis.py).
-    return f"f:{flow}/{rid}"
+def flow_index(flow: str) -> str:
+    """Every request of a flow still on record, scored by creation time."""
+    return f"f:{flow}"
 
 
-def live_index(flow: str, rid: str = "") -> str:
-    """Unfinished requests of a flow, for recovery and the stall detector."""
-    return f"live:{flow}/{rid}"
+def status_index(flow: str, status: str) -> str:
+    """The requests of a flow in ``status``, scored by creation time."""
+    return f"s:{flow}/{status}"
+
+
+def due_index(flow: str) -> str:
+    """The running and failed requests of a flow, scored by when the sweep must look at
+    them next (a running one's stall or resend, a failed one's retirement)."""
+    return f"due:{flow}"
+
+
+def sweep_lease(flow: str) -> str:
+    """Held by the one process that sweeps a flow now."""
+    return f"sweep:{flow}"
 
 
 def data_prefix(rid: str) -> str:

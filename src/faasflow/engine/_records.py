@@ -145,8 +145,11 @@ class StepRecord:
         finished: when it ended.
         ref: its output's ref, once done (the input's, for an expansion).
         fwd: refs of what its edges' forwarders made, by child id.
-        chosen: a dynamic node's expansion: the branches it chose, ``(key, input ref)``.
-        branches: an aggregation: how many branches it aggregated.
+        chosen: a dynamic node's expansion: the branches it chose, ``(key, input ref)``;
+            a wide expansion keeps them in chunks of their own instead (``chunks``).
+        chunks: ``(token, count)`` of a wide expansion's chunks of branches (see
+            :func:`faasflow.engine._keys.branch_chunk`), so no record grows past a page.
+        branches: an expansion's or an aggregation's number of branches.
         size_in, size_out: bytes in and out.
         calls: the function-call attempts of the node's last operation.
         error: why it failed.
@@ -163,6 +166,7 @@ class StepRecord:
     ref: str | None = None
     fwd: dict[str, str] = field(default_factory=dict)
     chosen: tuple[tuple[str, str], ...] = ()
+    chunks: tuple[str, int] | None = None
     branches: int | None = None
     size_in: int | None = None
     size_out: int | None = None
@@ -190,6 +194,8 @@ class StepRecord:
             shown["fwd"] = self.fwd
         if self.chosen:
             shown["chosen"] = self.chosen
+        if self.chunks is not None:
+            shown["chunks"] = self.chunks
         if self.branches is not None:
             shown["branches"] = self.branches
         if self.size_in is not None:
@@ -208,6 +214,9 @@ class StepRecord:
         chosen = values.get("chosen")
         if chosen:
             values["chosen"] = tuple((key, ref) for key, ref in chosen)
+        chunks = values.get("chunks")
+        if chunks:
+            values["chunks"] = (chunks[0], chunks[1])
         return cls(**values)
 
     @property
@@ -234,7 +243,7 @@ class StepRecord:
     @property
     def branch_count(self) -> int | None:
         """How many branches an expansion chose or an aggregation aggregated."""
-        return len(self.chosen) if self.chosen else self.branches
+        return self.branches if self.branches is not None else len(self.chosen) or None
 
 
 @dataclass(slots=True)

@@ -13,13 +13,35 @@ from dataclasses import replace
 from typing import Any
 
 from faasflow.engine import _keys as keys
-from faasflow.engine._records import HistoryEntry, RequestRecord, StepRecord
+from faasflow.engine._records import (
+    FAILED,
+    RUNNING,
+    STATUSES,
+    HistoryEntry,
+    RequestRecord,
+    StepRecord,
+)
 from faasflow.engine.observers import Observers
+from faasflow.engine.settings import Settings
 from faasflow.errors import StoreError
-from faasflow.stores.base import DataStore, StateStore
+from faasflow.stores.base import (
+    DataStore,
+    Entry,
+    IndexDrop,
+    IndexPut,
+    Put,
+    StateStore,
+    WriteOp,
+)
 
 _CAS_ROUNDS = 100
 """Compare-and-set rounds before a status change gives up (only under a storm of writers)."""
+_BATCH = 1000
+"""Index entries read at once when all of them are wanted (recovery, the id list)."""
+_NEVER = 1e18
+"""A due time that never comes (no resend nor stall detection configured)."""
+_AFTER_EVERY_MEMBER = "\U0010ffff"
+"""A member above every other: ``(t, this)`` bounds everything scored up to ``t``."""
 
 
 class RequestBook:
@@ -27,15 +49,22 @@ class RequestBook:
 
     Args:
         flow_name: the flow's name.
+        settings: the engine's knobs (when the sweep looks at a request).
         state: the state store.
         data: the data store (results).
         observers: told of every history entry recorded here.
     """
 
     def __init__(
-        self, flow_name: str, state: StateStore, data: DataStore, observers: Observers
+        self,
+        flow_name: str,
+        state: StateStore,
+        data: DataStore,
+        observers: Observers,
+        settings: Settings,
     ) -> None:
         self.flow_name = flow_name
+        self.settings = settings
         self.state = state
         self.data = data
         self.observers = observers
@@ -66,55 +95,149 @@ class RequestBook:
         """Request ``rid``'s stored result, or ``None`` (none yet, or expired)."""
         return await self.data.get(keys.result(rid))
 
+    # -- indexes -----------------------------------------------------------------------
+    def created_writes(self, rid: str, record: RequestRecord) -> list[WriteOp]:
+        """The index entries of a request just created (in its creation's commit)."""
+        return [
+            IndexPut(keys.flow_index(self.flow_name), rid, record.created),
+            IndexPut(keys.status_index(self.flow_name, record.status), rid, record.created),
+            self._due_write(rid, record),
+        ]
+
+    def _due_write(self, rid: str, record: RequestRecord) -> WriteOp:
+        """When the sweep must look at a request in ``record``'s state next."""
+        index = keys.due_index(self.flow_name)
+        settings = self.settings
+        if record.status == RUNNING:
+            checks = [t for t in (settings.resend_after, settings.stall_after) if t is not None]
+            # No resending nor stall detection: still listed, for recover(), but never due.
+            return IndexPut(index, rid, record.updated + min(checks) if checks else _NEVER)
+        if record.status == FAILED and not record.retired:
+            return IndexPut(index, rid, record.updated + settings.failed_ttl)
+        return IndexDrop(index, rid)
+
     async def ids(self) -> list[str]:
-        """Ids of this flow's requests still on record, in id order."""
-        prefix = keys.flow_index(self.flow_name)
-        return [key[len(prefix) :] for key in await self.state.keys(prefix)]
+        """Ids of this flow's requests still on record, oldest first."""
+        return [member for _, member in await self._all(keys.flow_index(self.flow_name))]
+
+    async def in_status(self, status: str) -> list[str]:
+        """Ids of this flow's requests in ``status``, oldest first."""
+        index = keys.status_index(self.flow_name, status)
+        return [member for _, member in await self._all(index)]
+
+    async def count(self, status: str) -> int:
+        """How many of this flow's requests are in ``status``."""
+        return await self.state.index_size(keys.status_index(self.flow_name, status))
+
+    async def last_event(self, rid: str) -> HistoryEntry | None:
+        """The latest event of request ``rid``'s history (one item read, not the list)."""
+        raw = await self.state.read_list(keys.history(rid), start=-1)
+        return HistoryEntry.decode(raw[0]) if raw else None
+
+    async def lead_sweep(self, owner: str, ttl: float) -> bool:
+        """Whether ``owner`` may sweep the flow now: it holds the flow's sweep lease
+        (taken when free, renewed when its own) for ``ttl`` seconds."""
+        key = keys.sweep_lease(self.flow_name)
+        mine = owner.encode()
+        if await self.state.compare_and_set(key, None, mine, ttl=ttl):
+            return True
+        return await self.state.compare_and_set(key, mine, mine, ttl=ttl)
 
     async def unfinished(self) -> list[str]:
-        """Ids of this flow's requests not yet succeeded or stopped (the live index)."""
-        prefix = keys.live_index(self.flow_name)
-        return [key[len(prefix) :] for key in await self.state.keys(prefix)]
+        """Ids of this flow's running and failed requests (the sweep's index)."""
+        return [member for _, member in await self._all(keys.due_index(self.flow_name))]
+
+    async def _all(self, index: str) -> list[Entry]:
+        found: list[Entry] = []
+        while True:
+            page = await self.state.index_range(index, after=found[-1] if found else None,
+                                                limit=_BATCH)
+            found += page
+            if len(page) < _BATCH:
+                return found
+
+    async def due(self, now: float, limit: int) -> list[str]:
+        """Up to ``limit`` requests the sweep should look at by ``now``, most overdue first."""
+        entries = await self.state.index_range(
+            keys.due_index(self.flow_name), before=(now, _AFTER_EVERY_MEMBER), limit=limit
+        )
+        return [member for _, member in entries]
+
+    async def look_again(self, rid: str, when: float) -> None:
+        """Have the sweep look at request ``rid`` again at ``when``."""
+        await self.state.index_put(keys.due_index(self.flow_name), rid, when)
 
     async def forget_unfinished(self, rid: str) -> None:
-        """Drop ``rid`` from the live index (its record is gone)."""
-        await self.state.delete(keys.live_index(self.flow_name, rid))
+        """Take ``rid`` out of the sweep's index (its record is gone)."""
+        await self.state.index_drop(keys.due_index(self.flow_name), rid)
 
     async def page(
-        self, wanted: set[str], limit: int, before: tuple[float, str] | None
+        self, wanted: set[str], limit: int, before: Entry | None
     ) -> tuple[list[tuple[str, RequestRecord, float]], bool]:
         """Up to ``limit`` of this flow's requests in a status of ``wanted``, newest
         first by creation time (then id), older than ``before`` (``(created, id)``);
-        with each its creation time, and whether more follow."""
-        prefix = keys.flow_index(self.flow_name)
-        index = await self.state.keys(prefix)
-        created = await self.state.get_many(index)
-        order = sorted(
-            ((float(value or 0), key[len(prefix) :]) for key, value in zip(
-                index, created, strict=True)),
-            reverse=True,
-        )
-        if before is not None:
-            order = [entry for entry in order if entry < before]
+        with each its creation time, and whether more follow.
+
+        Reads one page of the flow's index (or of each wanted status's) and the records
+        on it: the cost of the answer, whatever the store holds.
+        """
+        if wanted >= set(STATUSES):
+            indexes = [keys.flow_index(self.flow_name)]
+        else:
+            indexes = [keys.status_index(self.flow_name, status) for status in sorted(wanted)]
         found: list[tuple[str, RequestRecord, float]] = []
-        for start in range(0, len(order), 256):
-            batch = order[start : start + 256]
-            records = await self.state.get_many([keys.request(rid) for _, rid in batch])
-            for (stamp, rid), raw in zip(batch, records, strict=True):
+        cursor = before
+        while len(found) < limit:
+            # One more than the page: whether another page follows.
+            want = limit - len(found) + 1
+            entries = sorted(
+                {entry for index in indexes for entry in await self.state.index_range(
+                    index, before=cursor, limit=want, descending=True)},
+                reverse=True,
+            )[:want]
+            if not entries:
+                return found, False
+            cursor = entries[-1]
+            records = await self.state.get_many([keys.request(rid) for _, rid in entries])
+            for (created, rid), raw in zip(entries, records, strict=True):
                 if raw is None:
-                    continue
+                    continue  # expired: the sweep prunes its entries
                 record = RequestRecord.decode(raw)
                 if record.status in wanted:
-                    found.append((rid, record, stamp))
                     if len(found) == limit:
-                        return found, (stamp, rid) != order[-1]
+                        return found, True
+                    found.append((rid, record, created))
+            if len(entries) < want:
+                return found, False
         return found, False
+
+    async def prune(self, older_than: float, limit: int = _BATCH) -> int:
+        """Drop from the flow's indexes up to ``limit`` entries of requests created
+        before ``older_than`` whose records have expired; how many were dropped."""
+        index = keys.flow_index(self.flow_name)
+        entries = await self.state.index_range(index, before=(older_than, ""), limit=limit)
+        if not entries:
+            return 0
+        records = await self.state.get_many([keys.request(rid) for _, rid in entries])
+        gone = [rid for (_, rid), raw in zip(entries, records, strict=True) if raw is None]
+        drops: list[WriteOp] = []
+        for rid in gone:
+            drops.append(IndexDrop(index, rid))
+            drops += [IndexDrop(keys.status_index(self.flow_name, s), rid) for s in STATUSES]
+            drops.append(IndexDrop(keys.due_index(self.flow_name), rid))
+        if drops:
+            await self.state.commit(drops)
+        return len(gone)
 
     async def move(
         self, rid: str, allowed: Iterable[str], status: str, **changes: Any
     ) -> RequestRecord | None:
         """Move the request to ``status`` if it is in ``allowed``; the new record, or
-        ``None`` when it was not (another caller won, or the state did not allow it)."""
+        ``None`` when it was not (another caller won, or the state did not allow it).
+
+        The record, its entries in the status indexes and in the sweep's index change in
+        one commit, conditional on the record as read.
+        """
         allowed = set(allowed)
         for _ in range(_CAS_ROUNDS):
             raw = await self.state.get(keys.request(rid))
@@ -124,7 +247,15 @@ class RequestBook:
             if record.status not in allowed:
                 return None
             moved = record.moved(status, **changes)
-            if await self.state.compare_and_set(keys.request(rid), raw, moved.encode()):
+            writes: list[WriteOp] = [Put(keys.request(rid), moved.encode())]
+            if moved.status != record.status:
+                writes += [
+                    IndexDrop(keys.status_index(self.flow_name, record.status), rid),
+                    IndexPut(keys.status_index(self.flow_name, moved.status), rid,
+                             moved.created),
+                ]
+            writes.append(self._due_write(rid, moved))
+            if await self.state.commit(writes, require={keys.request(rid): raw}):
                 return moved
         raise StoreError(f"request {rid!r}: status kept changing under compare-and-set")
 

@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from faasflow import _failpoints, tracing
 from faasflow.callables import call_user
 from faasflow.dsl.spec import NodeSpec
@@ -50,7 +52,7 @@ from faasflow.engine._requests import RequestBook
 from faasflow.engine._values import Values
 from faasflow.engine.context import current_node
 from faasflow.engine.definition import Define
-from faasflow.engine.lifecycle import Lifecycle, Settings
+from faasflow.engine.lifecycle import Lifecycle
 from faasflow.engine.observers import Observer, Observers
 from faasflow.engine.operations import Caller, CallEvent, run_operations, run_user
 from faasflow.engine.planner import (
@@ -64,6 +66,7 @@ from faasflow.engine.planner import (
     SubdagDone,
     split_member,
 )
+from faasflow.engine.settings import Settings
 from faasflow.errors import (
     DuplicateRequestError,
     FaasFlowError,
@@ -107,8 +110,12 @@ Seen = dict[str, bytes | None]
 Work = Callable[[StepRecord], Awaitable[StepRecord]]
 """A step's work: given its claim's record, it returns its done record."""
 
-Plan = Callable[[StepRecord], list[Action]]
+Plan = Callable[[StepRecord], Awaitable[list[Action]]]
 """What follows a step, given its done record."""
+
+CHUNK = 1000
+"""Branches of a dynamic node kept in its record; a wider choice goes in chunks of this
+many, each a key of its own (so no stored value grows with the width)."""
 
 
 class Executor:
@@ -144,7 +151,7 @@ class Executor:
         self.owner = process_owner()
         """This engine's name in the claims it makes and the requests it creates."""
         self.observers = Observers()
-        self.requests = RequestBook(flow_name, state, data, self.observers)
+        self.requests = RequestBook(flow_name, state, data, self.observers, self.settings)
         self.values = Values(data, self.settings.inline_limit)
         self.live = LiveRequests(flow_name, define, data)
         self.hops = HopBook(state)
@@ -218,8 +225,7 @@ class Executor:
         # submission interrupted halfway would leave a request nothing moves on).
         writes: list[WriteOp] = [
             Put(keys.request(rid), raw),
-            Put(keys.flow_index(self.flow_name, rid), str(record.created).encode()),
-            Put(keys.live_index(self.flow_name, rid), b""),
+            *self.requests.created_writes(rid, record),
             Append(keys.history(rid), entry.encode()),
             self.hops.pending_op(start.hop),
         ]
@@ -438,7 +444,7 @@ class Executor:
         rid = hop.request_id
         if claim is not None:
             entry = HistoryEntry.of_step(hop.path, event, done)
-            actions = plan(done)
+            actions = await plan(done)
             own = Delete(keys.pending(rid, f"{hop.kind}:{hop.path}"))
             done_raw = done.encode()
             writes: list[WriteOp] = [Put(key, done_raw), Append(keys.history(rid), entry.encode())]
@@ -468,7 +474,7 @@ class Executor:
                 log.warning("hop %s lost its claim to another process, which runs it", hop.id)
                 return
             done = StepRecord.decode(raw)
-        await self._carry_out(live, plan(done))
+        await self._carry_out(live, await plan(done))
         await self.hops.clear_pending(hop)
 
     async def _record_done(self, writes: list[WriteOp], claim: Claim, done_raw: bytes) -> bool:
@@ -522,8 +528,10 @@ class Executor:
                          self._after(live, path, node), seen)
 
     def _after(self, live: LiveRequest, path: str, node: NodeSpec) -> Plan:
-        return lambda done: live.planner.after_node(live.base, path, node, done.ref or "",
-                                                    done.fwd)
+        async def plan(done: StepRecord) -> list[Action]:
+            return live.planner.after_node(live.base, path, node, done.ref or "", done.fwd)
+
+        return plan
 
     async def _input(self, hop: Hop, node: NodeSpec) -> tuple[bytes, str | None]:
         """The node's input and, when it is one stored value, that value's ref."""
@@ -555,11 +563,22 @@ class Executor:
         async def work(claimed: StepRecord) -> StepRecord:
             data_in, input_ref = await self._input(hop, node)
             chosen = await self._choose(rid, path, node, data_in, input_ref)
-            return self._done(claimed, ref=input_ref or "", chosen=tuple(chosen),
-                              size_in=len(data_in))
+            if len(chosen) <= CHUNK:
+                return self._done(claimed, ref=input_ref or "", chosen=tuple(chosen),
+                                  branches=len(chosen), size_in=len(data_in))
+            # Written before the record that names them, under this attempt's token: a
+            # chunk nobody names is deleted with the request.
+            token = new_token()
+            pages = [chosen[i : i + CHUNK] for i in range(0, len(chosen), CHUNK)]
+            await self.state.commit([
+                Put(keys.branch_chunk(rid, path, token, n), orjson.dumps(page))
+                for n, page in enumerate(pages)
+            ])  # fmt: skip
+            return self._done(claimed, ref=input_ref or "", chunks=(token, len(pages)),
+                              branches=len(chosen), size_in=len(data_in))
 
-        def plan(record: StepRecord) -> list[Action]:
-            branches = [(k, r or None) for k, r in record.chosen]
+        async def plan(record: StepRecord) -> list[Action]:
+            branches = [(k, r or None) for k, r in await self._chosen(rid, path, record)]
             return live.planner.expand(live.base, path, branches)
 
         await self._step(live, hop, keys.expand_record(rid, path), "expanded", work, plan, seen)
@@ -611,7 +630,8 @@ class Executor:
             expansion = StepRecord.decode(await self._must(keys.expand_record(rid, path)))
             members = await self.state.set_members(keys.branch_set(rid, path))
             finished = dict(split_member(m) for m in members)
-            results = {k: await self.values.read(finished[k], path) for k, _ in expansion.chosen}
+            chosen = await self._chosen(rid, path, expansion)
+            results = {k: await self.values.read(finished[k], path) for k, _ in chosen}
             output = (
                 await run_user(node.aggregator, results, node=path, what="aggregator")
                 if node.aggregator is not None
@@ -625,6 +645,23 @@ class Executor:
 
         await self._step(live, hop, keys.node_record(rid, path), "finished", work,
                          self._after(live, path, node), seen)
+
+    async def _chosen(
+        self, rid: str, path: str, expansion: StepRecord
+    ) -> list[tuple[str, str]]:
+        """The branches an expansion chose: in its record, or in its chunks."""
+        if expansion.chunks is None:
+            return list(expansion.chosen)
+        token, count = expansion.chunks
+        pages = await self.state.get_many(
+            [keys.branch_chunk(rid, path, token, n) for n in range(count)]
+        )
+        chosen: list[tuple[str, str]] = []
+        for page in pages:
+            if page is None:
+                raise StoreError(f"a chunk of the branches of {path!r} is missing")
+            chosen += [(key, ref) for key, ref in orjson.loads(page)]
+        return chosen
 
     async def _must(self, key: str) -> bytes:
         raw = await self.state.get(key)
@@ -667,7 +704,7 @@ class Executor:
         if count is None:
             rid = live.base.request_id
             expansion = StepRecord.decode(await self._must(keys.expand_record(rid, path)))
-            count = live.branch_counts[path] = len(expansion.chosen)
+            count = live.branch_counts[path] = expansion.branch_count or 0
         return count
 
     async def _fire(

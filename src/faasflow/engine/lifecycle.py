@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from faasflow.callables import call_user, user_traceback
@@ -32,34 +32,12 @@ from faasflow.engine._records import (
 from faasflow.engine._requests import RequestBook
 from faasflow.engine._values import Values
 from faasflow.engine.observers import Observers, RequestEnd
+from faasflow.engine.settings import Settings
 from faasflow.errors import FaasFlowError, NodeError, RequestFailedError, RequestStoppedError
 from faasflow.stores.base import DataStore, StateStore
 from faasflow.wire.hop import Hop
 
 log = logging.getLogger("faasflow.engine")
-
-
-@dataclass
-class Settings:
-    """Engine knobs, all with defaults that suit an embedded run."""
-
-    default_timeout: float = 30.0
-    """Seconds a function call may take when its operation sets no timeout."""
-    result_ttl: float = 7 * 24 * 3600.0
-    """How long a finished request's record, history and result are kept."""
-    inline_limit: int = 1024
-    """Outputs and inputs up to this many bytes travel inside hops and records instead of
-    through the data store (0: always through the data store)."""
-    max_claims: int | None = None
-    """Times a step may be taken over from a process that died running it before the
-    request fails instead (a node that kills its process); ``None``: no limit."""
-    lease_ttl: float = 30.0
-    """Seconds a claim on a running step stays valid unless its process renews it: how
-    soon another process takes over a step whose process died without a trace (a pid
-    that is gone proves it sooner)."""
-    store_patience: float = 60.0
-    """Seconds a step whose function has run keeps trying to record its result while
-    the state store fails, before it gives the step up (and the function runs again)."""
 
 
 class Lifecycle:
@@ -204,12 +182,11 @@ class Lifecycle:
         await _hook(live.spec.finally_hook, "failure", rid)
 
     async def _clean(self, rid: str, ttl: float) -> None:
-        """Leave only the record, the history, the index entry and the result, expiring."""
+        """Leave only the record, the history and the result, expiring (the sweep prunes
+        the flow's index entries of expired requests)."""
         await self.state.delete_prefix(keys.request_prefix(rid))
         await self.data.delete_prefix(keys.data_prefix(rid))
-        await self.state.delete(keys.live_index(self.flow_name, rid))
-        for key in (keys.history(rid), keys.flow_index(self.flow_name, rid)):
-            await self.state.expire(key, ttl)
+        await self.state.expire(keys.history(rid), ttl)
         # The record outlives the result, so an expired result reads as expired, not unknown.
         await self.state.expire(keys.request(rid), 2 * ttl)
         self.live.forget(rid)

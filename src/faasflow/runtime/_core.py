@@ -18,7 +18,7 @@ from faasflow.callables import use_thread_pool
 from faasflow.config import default_state_url
 from faasflow.engine.definition import Define
 from faasflow.engine.executor import Executor
-from faasflow.engine.lifecycle import Settings
+from faasflow.engine.settings import Settings
 from faasflow.errors import ConfigurationError
 from faasflow.functions.registry import FunctionRegistry
 from faasflow.stores.base import DataStore, StateStore
@@ -157,6 +157,9 @@ class Core:
                 lease_ttl=options.lease_ttl,
                 store_patience=options.store_patience,
                 max_claims=options.max_claims,
+                resend_after=options.resend_after,
+                stall_after=options.stall_after,
+                failed_ttl=options.failed_ttl,
             ),
         )
         self.started = False

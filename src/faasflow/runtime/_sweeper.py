@@ -20,13 +20,17 @@ from faasflow.runtime._core import Core
 
 log = logging.getLogger("faasflow.engine")
 
+_BATCH = 500
+"""Due requests read at once."""
+_NEVER = 1e18
+"""A time the sweep never reaches."""
+
 
 class Sweeper:
     """The sweep and the recovery of one runtime's flow (see the module docstring)."""
 
     def __init__(self, core: Core) -> None:
         self.core = core
-        self._resent: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -42,15 +46,21 @@ class Sweeper:
             self._task = None
 
     async def _forever(self, interval: float) -> None:
+        executor = self.core.executor
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.sweep()
+                # One process sweeps a flow at a time: the others would repeat its work.
+                if await executor.requests.lead_sweep(executor.owner, ttl=3 * interval):
+                    await self.sweep()
             except FaasFlowError as exc:
                 log.warning("sweep of flow %s failed: %s", self.core.flow_name, exc)
 
     async def sweep(self) -> dict[str, list[str]]:
         """One sweep; the ids ``{"resent": [...], "stalled": [...], "retired": [...]}``.
+
+        It reads only what is due (the flow's ``due`` index): a sweep with nothing due
+        costs one index read, however many requests wait.
 
         * a running request with no progress for ``resend_after`` seconds and no node
           running in a live process has its pending hops sent again: a transport that
@@ -60,49 +70,72 @@ class Sweeper:
           hang silently; it can be redriven;
         * a failed request not redriven within ``failed_ttl`` seconds loses its
           intermediate state, keeping its record and history until they expire.
+
+        Each request looked at costs a few store calls (its record, its last event, its
+        running nodes) and is scheduled again for when it may next be due. The entries of
+        requests that expired are pruned from the flow's indexes.
         """
         core, options = self.core, self.core.options
+        requests = core.executor.requests
         report: dict[str, list[str]] = {"resent": [], "stalled": [], "retired": []}
         now = time.time()
-        requests = core.executor.requests
-        for rid in await requests.unfinished():
-            record = await requests.get(rid)
-            if record is None:
-                await requests.forget_unfinished(rid)
-                continue
-            if record.status == FAILED and now - record.updated > options.failed_ttl:
-                await core.executor.lifecycle.retire(rid)
-                report["retired"].append(rid)
-            elif record.status == RUNNING:
-                verdict = await self._unstick(rid, record, now)
+        seen: set[str] = set()
+        while True:
+            due = [rid for rid in await requests.due(now, _BATCH) if rid not in seen]
+            if not due:
+                break
+            for rid in due:
+                seen.add(rid)
+                verdict = await self._look_at(rid, now)
                 if verdict:
                     report[verdict].append(rid)
+        await requests.prune(now - 2 * options.result_ttl)
         return report
 
-    async def _unstick(self, rid: str, record: RequestRecord, now: float) -> str | None:
-        """Resend or fail a running request that stopped making progress."""
-        options = self.core.options
-        idle = now - await self._last_progress(rid, record)
-        if idle <= min(options.resend_after or idle, options.stall_after or idle):
+    async def _look_at(self, rid: str, now: float) -> str | None:
+        """Decide about one due request; schedule its next look."""
+        options, executor = self.core.options, self.core.executor
+        requests = executor.requests
+        record = await requests.get(rid)
+        if record is None or record.status not in (RUNNING, FAILED):
+            await requests.forget_unfinished(rid)
+            return None
+        if record.status == FAILED:
+            if record.retired:
+                await requests.forget_unfinished(rid)
+            elif now - record.updated > options.failed_ttl:
+                await executor.lifecycle.retire(rid)
+                return "retired"
+            else:
+                await requests.look_again(rid, record.updated + options.failed_ttl)
+            return None
+        last = await requests.last_event(rid)
+        progress = max(last.t if last else 0.0, record.updated)
+        idle = now - progress
+        resend, stall = options.resend_after, options.stall_after
+        checks = [t for t in (resend, stall) if t is not None]
+        if not checks:
+            await requests.look_again(rid, _NEVER)
+            return None
+        if idle <= min(checks):
+            await requests.look_again(rid, progress + min(checks))
             return None
         if await self._node_running(rid):
+            await requests.look_again(rid, now + min(checks))
             return None
-        if options.stall_after is not None and idle > options.stall_after:
-            cause = f"stalled: no progress for more than {options.stall_after:g}s"
-            stalled = await self.core.executor.lifecycle.abandon(rid, cause)
+        if stall is not None and idle > stall:
+            cause = f"stalled: no progress for more than {stall:g}s"
+            stalled = await executor.lifecycle.abandon(rid, cause)
             return "stalled" if stalled else None
-        resend_after = options.resend_after
-        if resend_after is not None and now - self._resent.get(rid, 0.0) > resend_after:
-            self._resent[rid] = now
+        if resend is not None:
             with self.core.user_threads():
-                await self.core.executor.resend_pending(rid)
+                await executor.resend_pending(rid)
+            # Looked at again after another resend_after, or when it would stall.
+            later = [now + resend] + ([progress + stall] if stall is not None else [])
+            await requests.look_again(rid, min(later))
             return "resent"
+        await requests.look_again(rid, progress + stall if stall is not None else _NEVER)
         return None
-
-    async def _last_progress(self, rid: str, record: RequestRecord) -> float:
-        history = await self.core.executor.requests.history(rid)
-        last = history[-1].t if history else 0.0
-        return max(last, record.updated)
 
     async def _node_running(self, rid: str) -> bool:
         executor = self.core.executor
@@ -121,7 +154,8 @@ class Sweeper:
         core = self.core
         executor = core.executor
         taken: list[str] = []
-        for rid in await executor.requests.unfinished():
+        requests = executor.requests
+        for rid in [*await requests.unfinished(), *await requests.in_status(PAUSED)]:
             raw = await executor.requests.get_raw(rid)
             if raw is None:
                 await executor.requests.forget_unfinished(rid)
