@@ -408,6 +408,10 @@ async def test_requests_listing_and_history_routes(
         missing = await client.get(f"{url}/flow/nope/history", headers=auth)
         assert missing.status_code == 404
 
+        assert (await client.get(f"{url}/counts")).status_code == 401  # control token
+        counts = (await client.get(f"{url}/counts", headers=auth)).json()
+        assert counts == {"running": 0, "paused": 0, "succeeded": 3, "failed": 0, "stopped": 0}
+
 
 async def test_headers_and_ids_are_checked_and_echoed_short(
     tmp_path: Path, client: httpx.AsyncClient

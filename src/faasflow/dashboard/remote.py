@@ -139,6 +139,10 @@ class GatewaySource:
         )
         return value
 
+    async def counts(self, flow: str) -> dict[str, int]:
+        value: dict[str, int] = await self._json(flow, "/counts", headers=self._control)
+        return value
+
     async def request(self, flow: str, rid: str) -> dict[str, Any]:
         path = f"/flow/{check_rid(rid)}/state"
         value: dict[str, Any] = await self._json(flow, path, headers=self._control)

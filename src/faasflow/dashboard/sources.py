@@ -91,6 +91,9 @@ class Source(Protocol):
     ) -> dict[str, Any]:
         """A page of the flow's requests, newest first: ``{"requests", "next"}``."""
 
+    async def counts(self, flow: str) -> dict[str, int]:
+        """How many of the flow's requests are in each status."""
+
     async def request(self, flow: str, rid: str) -> dict[str, Any]:
         """The request's state with its node table."""
 
@@ -232,6 +235,12 @@ class LocalSource:
         except FaasFlowError as exc:
             raise translate(exc) from exc
         return {"requests": [info.to_dict() for info in page.requests], "next": page.next}
+
+    async def counts(self, flow: str) -> dict[str, int]:
+        try:
+            return await self._engine(flow).counts()
+        except FaasFlowError as exc:
+            raise translate(exc) from exc
 
     async def request(self, flow: str, rid: str) -> dict[str, Any]:
         try:

@@ -158,6 +158,11 @@ class RequestsApi:
         requests = self._core.executor.requests
         return with_starts(await requests.history(request_id), await requests.steps(request_id))
 
+    async def counts(self) -> dict[str, int]:
+        """How many of this flow's requests are in each status (one index size each)."""
+        requests = self._core.executor.requests
+        return {status: await requests.count(status) for status in STATUSES}
+
     async def requests(self) -> list[str]:
         """Ids of this flow's requests still on record, oldest first."""
         return await self._core.executor.requests.ids()

@@ -152,6 +152,7 @@ def create_app(
         Route("/flow/{rid}/result", server.result, methods=["GET"]),
         Route("/flow/{rid}/history", server.history, methods=["GET"]),
         Route("/requests", server.requests, methods=["GET"]),
+        Route("/counts", server.counts, methods=["GET"]),
         Route("/flow/{rid}/{verb:str}", server.control, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -465,6 +466,15 @@ class _FlowServer:
             self._authorize_control(request)
             rid = self._rid(request.path_params["rid"])
             return JSONResponse(await self.engine.history(rid))
+
+        return await self._guard(run)
+
+    async def counts(self, request: Request) -> Response:
+        """``GET /counts``: how many of this flow's requests are in each status."""
+
+        async def run() -> Response:
+            self._authorize_control(request)
+            return JSONResponse(await self.engine.counts())
 
         return await self._guard(run)
 
