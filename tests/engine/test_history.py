@@ -196,3 +196,24 @@ async def test_a_dynamic_node_spans_from_its_choice_to_its_aggregation(
     assert nodes["F"]["state"] == "done" and nodes["F"]["branches"] == 2
     assert nodes["F"]["started"] == expand_start  # not the aggregation's own start
     assert nodes["F"]["finished"] >= max(nodes[f"F[{k}]/n"]["finished"] for k in "ab")
+
+
+async def test_a_long_history_reads_a_page_at_a_time(make_engine: MakeEngine) -> None:
+    def long_chain(flow: Workflow, context: Context) -> None:
+        dag = flow.dag()
+        for i in range(12):
+            dag.node(f"n{i}").modify(lambda data: data)
+            if i:
+                dag.edge(f"n{i - 1}", f"n{i}")
+
+    engine = make_engine(long_chain, flow_name="pages")
+    await engine.run(b"x", request_id="long-1")
+    whole = await engine.history("long-1")
+    pages = [await engine.history("long-1", start=start, limit=5) for start in (0, 5, 10)]
+    assert sorted((e["t"], e["node"], e["event"]) for page in pages for e in page) == sorted(
+        (e["t"], e["node"], e["event"]) for e in whole)
+    assert [e["event"] for e in pages[2]][-1] == "succeeded"
+    last = await engine.history("long-1", start=-1)
+    assert [(e["kind"], e["event"]) for e in last] == [("request", "succeeded")]
+    with pytest.raises(faasflow.RequestError, match="limit must be positive"):
+        await engine.history("long-1", limit=0)

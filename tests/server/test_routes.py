@@ -408,6 +408,12 @@ async def test_requests_listing_and_history_routes(
         missing = await client.get(f"{url}/flow/nope/history", headers=auth)
         assert missing.status_code == 404
 
+        tail = (await client.get(f"{url}/flow/q1/history?start=-1", headers=auth)).json()
+        assert [(e["kind"], e["event"]) for e in tail] == [("request", "succeeded")]
+        for bad in ("limit=0", "start=x", "limit=-2"):
+            answer = await client.get(f"{url}/flow/q1/history?{bad}", headers=auth)
+            assert answer.status_code == 400, answer.text
+
         assert (await client.get(f"{url}/counts")).status_code == 401  # control token
         counts = (await client.get(f"{url}/counts", headers=auth)).json()
         assert counts == {"running": 0, "paused": 0, "succeeded": 3, "failed": 0, "stopped": 0}

@@ -270,9 +270,13 @@ class RequestBook:
         await self.state.append(keys.history(rid), entry.encode())
         self.observers.event(rid, entry)
 
-    async def history(self, rid: str) -> list[HistoryEntry]:
-        """Request ``rid``'s history, oldest first."""
-        return [HistoryEntry.decode(raw) for raw in await self.state.read_list(keys.history(rid))]
+    async def history(
+        self, rid: str, start: int = 0, stop: int | None = None
+    ) -> list[HistoryEntry]:
+        """Request ``rid``'s history, oldest first: entries ``[start:stop]`` (a slice, as
+        ``list`` has them; a page costs its own size)."""
+        items = await self.state.read_list(keys.history(rid), start=start, stop=stop)
+        return [HistoryEntry.decode(raw) for raw in items]
 
     # -- waiters ----------------------------------------------------------------------
     def waiter(self, rid: str) -> asyncio.Future[bytes]:

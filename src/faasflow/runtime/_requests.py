@@ -150,13 +150,33 @@ class RequestsApi:
             raise UnknownRequestError(f"the result of {request_id} has expired", request_id)
         return data
 
-    async def history(self, request_id: str) -> list[dict[str, object]]:
+    async def history(
+        self, request_id: str, *, start: int = 0, limit: int | None = None
+    ) -> list[dict[str, object]]:
         """The request's events, oldest first: request started and ended; per node
         started, retried, held, finished (expanded, for a dynamic node's choice) or
-        failed, with attempts, times, sizes and errors."""
+        failed, with attempts, times, sizes and errors.
+
+        A request with many nodes has a long history: ``start`` and ``limit`` read a page
+        of it (the stored entries ``start`` to ``start + limit``, with each node's start
+        put back among them; a negative ``start`` counts from the end).
+
+        Raises:
+            UnknownRequestError: no such request, or it has expired.
+            RequestError: a limit that is not positive.
+        """
+        if limit is not None and limit < 1:
+            raise RequestError(f"limit must be positive, got {limit}", request_id)
         await self.info(request_id)
         requests = self._core.executor.requests
-        return with_starts(await requests.history(request_id), await requests.steps(request_id))
+        stop = None if limit is None else start + limit
+        if start < 0 and stop is not None and stop >= 0:
+            stop = None  # a page counted from the end that reaches the end
+        history = await requests.history(request_id, start, stop)
+        # Running nodes' starts belong at the end of the history: only on its last page.
+        last_page = stop is None
+        steps = await requests.steps(request_id) if last_page else {}
+        return with_starts(history, steps)
 
     async def counts(self) -> dict[str, int]:
         """How many of this flow's requests are in each status (one index size each)."""

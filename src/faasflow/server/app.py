@@ -27,7 +27,7 @@ import contextlib
 import hmac
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -81,6 +81,24 @@ MAX_PAGE = 1000
 """The most requests ``GET /requests`` lists at once (the engine's limit)."""
 RECOVERY_DELAY = 2.0
 """Seconds to wait for a first request before recovering anyway."""
+
+
+def _page(params: Mapping[str, str]) -> tuple[int, int | None]:
+    """``?start=N&limit=M`` of a history route (defaults: everything)."""
+    values: list[int | None] = []
+    for name in ("start", "limit"):
+        raw = params.get(name)
+        if raw is None:
+            values.append(None)
+            continue
+        text = raw.removeprefix("-") if name == "start" else raw
+        if not (text.isascii() and text.isdigit() and len(text) <= 9):
+            raise HTTPProblem(400, f"{name} must be a whole number, got {echo(raw)}")
+        values.append(int(raw))
+    start, limit = values
+    if limit is not None and limit < 1:
+        raise HTTPProblem(400, f"limit must be positive, got {limit}")
+    return start or 0, limit
 
 
 class HTTPProblem(Exception):
@@ -465,7 +483,8 @@ class _FlowServer:
         async def run() -> Response:
             self._authorize_control(request)
             rid = self._rid(request.path_params["rid"])
-            return JSONResponse(await self.engine.history(rid))
+            start, limit = _page(request.query_params)
+            return JSONResponse(await self.engine.history(rid, start=start, limit=limit))
 
         return await self._guard(run)
 
