@@ -196,8 +196,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "max_body_size", ("FAASFLOW_MAX_BODY_SIZE", "max_body_size"),
-        "the largest request or hop body, in bytes, a flow server or `faasflow gateway` "
-        "accepts; larger ones get 413",
+        "the largest input of a new request, in bytes, wherever it enters (a flow "
+        "server's body, `faasflow run` and `submit`), and the largest hop body; a flow "
+        "server or `faasflow gateway` answers a larger body with 413",
         default=DEFAULT_MAX_BODY_SIZE, default_text=f"`{DEFAULT_MAX_BODY_SIZE}` (16 MiB)",
         option="--max-body-size",
         server=True,

@@ -285,3 +285,14 @@ def test_progress_formatting() -> None:
     assert progress.format(
         {"request_id": "r", "t": 2.0, "kind": "request", "node": "", "event": "stopped"}
     ) == "[req r] request stopped"
+
+
+def test_an_input_over_the_size_limit_is_refused(
+    flows: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same limit as a flow server's body (FAASFLOW_MAX_BODY_SIZE), at the command line.
+    monkeypatch.setenv("FAASFLOW_MAX_BODY_SIZE", "4")
+    assert run(str(flows), "--data", "Adam!", *MEMORY) != 0
+    _, err = capsys.readouterr()
+    assert "5 bytes, more than max_input_size (4 bytes" in err
+    assert run(str(flows), "--data", "Adam", *MEMORY) == 0

@@ -378,3 +378,17 @@ async def test_an_error_in_the_users_code_says_where_it_happened(
                 and e["kind"] == "node"]
     assert f'test_failures.py", line {line}, in _explode' in event["traceback"]
     assert event["traceback"].endswith("ValueError: cannot take b'x'")
+
+
+async def test_an_input_over_the_size_limit_is_refused_before_anything_is_stored(
+    make_engine: MakeEngine,
+) -> None:
+    def define(flow: Workflow, context: Context) -> None:
+        flow.dag().node("a")
+
+    engine = make_engine(define, flow_name="big", max_input_size=16)
+    with pytest.raises(faasflow.RequestError, match=r"17 bytes, more than max_input_size \(16"):
+        await engine.submit(b"x" * 17, request_id="big-1")
+    with pytest.raises(faasflow.UnknownRequestError):
+        await engine.info("big-1")
+    assert await engine.run(b"x" * 16) == b"x" * 16

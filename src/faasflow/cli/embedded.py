@@ -12,6 +12,7 @@ from pathlib import Path
 
 from faasflow.cli.options import state_url
 from faasflow.cli.progress import Progress
+from faasflow.config import get_int
 from faasflow.errors import ConfigurationError
 from faasflow.runtime.engine import Engine
 from faasflow.runtime.flowfile import FlowFile
@@ -43,6 +44,7 @@ def build_engine(args: argparse.Namespace, flow: FlowFile, *, name: str | None =
         gateway=args.gateway,
         state_store=args.state,
         data_store=args.data_store,
+        max_input_size=get_int("max_body_size"),
     )
     if getattr(args, "verbose", False):
         engine.observe(Progress())

@@ -31,6 +31,7 @@ from faasflow.cli.common import (
 from faasflow.cli.embedded import build_engine, read_input, recover_command
 from faasflow.cli.interrupt import Interrupted, exit_interrupted, until_interrupted
 from faasflow.cli.report import format_requests, format_status, parse_statuses
+from faasflow.config import get_int
 from faasflow.engine.views import STATUSES
 from faasflow.errors import (
     ConfigurationError,
@@ -350,7 +351,7 @@ def _submit(args: argparse.Namespace) -> int:
 
         name = str(args.name or flow.stem)
         client = Client(flow.define, flow_name=name, nats=url, state_store=state,
-                        data_store=data_store)
+                        data_store=data_store, max_input_size=get_int("max_body_size"))
     except ConfigurationError as exc:
         return configuration_error(exc)
     except TransportError as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from faasflow.callables import use_thread_pool
-from faasflow.config import default_state_url
+from faasflow.config import DEFAULT_MAX_BODY_SIZE, default_state_url
 from faasflow.engine.definition import Define
 from faasflow.engine.executor import Executor
 from faasflow.engine.settings import Settings
@@ -45,6 +45,7 @@ class EngineOptions(TypedDict, total=False):
     lease_ttl: float
     store_patience: float
     max_claims: int | None
+    max_input_size: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class Options:
             function then runs again).
         max_claims: times a step is taken over from a process that died running it
             before its request fails instead; ``None``, no limit.
+        max_input_size: the largest input a new request may have, in bytes (the same
+            limit as the flow server's ``max_body_size``, 16 MiB by default): a larger
+            one is refused before anything is stored.
     """
 
     functions: Mapping[str, Callable[..., Any]] | None = None
@@ -87,6 +91,7 @@ class Options:
     lease_ttl: float = 30.0
     store_patience: float = 60.0
     max_claims: int | None = None
+    max_input_size: int = DEFAULT_MAX_BODY_SIZE
 
     @classmethod
     def of(cls, options: EngineOptions) -> Options:

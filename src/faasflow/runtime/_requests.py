@@ -357,10 +357,17 @@ class Submitting(RequestsApi):
         Raises:
             FlowDefinitionError: ``define`` built an invalid flow; nothing was started.
             DuplicateRequestError: ``request_id`` is already in use.
+            RequestError: the input is larger than ``max_input_size``.
         """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        limit = self._core.options.max_input_size
+        if len(payload) > limit:
+            raise RequestError(
+                f"the input is {len(payload)} bytes, more than max_input_size ({limit} bytes; "
+                "FAASFLOW_MAX_BODY_SIZE for the command line and the flow server)", request_id
+            )
         await self.start()
         rid = check_request_id(request_id) if request_id else new_request_id()
-        payload = data.encode() if isinstance(data, str) else bytes(data)
         with self._core.user_threads():
             await self._core.executor.submit(
                 rid, payload, query, inline=inline, callback_url=callback_url

@@ -140,6 +140,7 @@ def create_app(
             "gateway": config.gateway,
             "state_store": config.state_url,
             "data_store": config.data_url,
+            "max_input_size": config.max_body_size,
             **(engine_options or {}),
         }
         if config.nats_url:
