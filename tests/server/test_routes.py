@@ -417,6 +417,10 @@ async def test_requests_listing_and_history_routes(
         assert (await client.get(f"{url}/counts")).status_code == 401  # control token
         counts = (await client.get(f"{url}/counts", headers=auth)).json()
         assert counts == {"running": 0, "paused": 0, "succeeded": 3, "failed": 0, "stopped": 0}
+        some = await client.get(f"{url}/counts?status=succeeded,paused", headers=auth)
+        assert some.json() == {"succeeded": 3, "paused": 0}
+        bad = await client.get(f"{url}/counts?status=done", headers=auth)
+        assert (bad.status_code, "unknown status done" in bad.text) == (400, True)
 
 
 async def test_headers_and_ids_are_checked_and_echoed_short(

@@ -181,7 +181,7 @@ class _API:
         that one unreachable flow does not hide the others). Counted from the flow's
         status indexes: two reads, however many requests there are."""
         try:
-            counts = await self.source.counts(flow)
+            counts = await self.source.counts(flow, (RUNNING, PAUSED))
         except SourceError as exc:
             return {"running": None, "paused": None, "more": False, "error": exc.message}
         return {"running": counts.get(RUNNING, 0), "paused": counts.get(PAUSED, 0),

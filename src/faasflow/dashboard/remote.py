@@ -139,8 +139,10 @@ class GatewaySource:
         )
         return value
 
-    async def counts(self, flow: str) -> dict[str, int]:
-        value: dict[str, int] = await self._json(flow, "/counts", headers=self._control)
+    async def counts(self, flow: str, statuses: Sequence[str]) -> dict[str, int]:
+        value: dict[str, int] = await self._json(
+            flow, "/counts", params={"status": ",".join(statuses)}, headers=self._control
+        )
         return value
 
     async def request(self, flow: str, rid: str) -> dict[str, Any]:

@@ -91,8 +91,8 @@ class Source(Protocol):
     ) -> dict[str, Any]:
         """A page of the flow's requests, newest first: ``{"requests", "next"}``."""
 
-    async def counts(self, flow: str) -> dict[str, int]:
-        """How many of the flow's requests are in each status."""
+    async def counts(self, flow: str, statuses: Sequence[str]) -> dict[str, int]:
+        """How many of the flow's requests are in each of ``statuses``."""
 
     async def request(self, flow: str, rid: str) -> dict[str, Any]:
         """The request's state with its node table."""
@@ -236,9 +236,9 @@ class LocalSource:
             raise translate(exc) from exc
         return {"requests": [info.to_dict() for info in page.requests], "next": page.next}
 
-    async def counts(self, flow: str) -> dict[str, int]:
+    async def counts(self, flow: str, statuses: Sequence[str]) -> dict[str, int]:
         try:
-            return await self._engine(flow).counts()
+            return await self._engine(flow).counts(statuses)
         except FaasFlowError as exc:
             raise translate(exc) from exc
 

@@ -490,11 +490,17 @@ class _FlowServer:
         return await self._guard(run)
 
     async def counts(self, request: Request) -> Response:
-        """``GET /counts``: how many of this flow's requests are in each status."""
+        """``GET /counts?status=a,b``: how many of this flow's requests are in each
+        status (all of them without ``status``)."""
 
         async def run() -> Response:
             self._authorize_control(request)
-            return JSONResponse(await self.engine.counts())
+            wanted = [s for s in request.query_params.get("status", "").split(",") if s]
+            unknown = sorted(set(wanted) - set(STATUSES))
+            if unknown:
+                raise HTTPProblem(400, f"unknown status {shorten(', '.join(unknown))}: use "
+                                       f"{', '.join(STATUSES)}")
+            return JSONResponse(await self.engine.counts(wanted or STATUSES))
 
         return await self._guard(run)
 
