@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from faasflow.errors import ConfigurationError, StoreError
-from faasflow.stores.base import Append, DataStore, Put, StateStore
+from faasflow.stores.base import Append, DataStore, Delete, IndexDrop, IndexPut, Put, StateStore
 from faasflow.stores.redis import RedisDataStore, RedisStateStore
 from faasflow.stores.urls import state_store_from_url
+from servers import free_port, require_binary, stop_process, wait_until_ready
+from servers.redis import redis_server
 
-from .contract import DataStoreContract, StateStoreContract
+from .contract import DataStoreContract, StateStoreContract, wait_past
 from .races import race_between_processes
 
 _namespaces = itertools.count()
@@ -69,6 +74,7 @@ async def test_a_folder_is_deleted_from_its_index_without_scanning(
         await state.commit([Put("r/R1/p/x", b"3"), Append("r/R1/l/y", b"4")])
         await state.add_to_set("r/R1/j/c", "m")
         await state.increment("r/R1/k", 5)
+        await state.index_put("r/R1/x", "m", 1.0)
         await state.set("r/R1/gone", b"x", ttl=0.01)
         await state.set("r/R10/n/a", b"neighbour")
         await state.set("r/R1", b"the record itself")
@@ -82,11 +88,12 @@ async def test_a_folder_is_deleted_from_its_index_without_scanning(
 
         monkeypatch.setattr(state, "_scan", no_scan)
         monkeypatch.setattr(data, "_scan", no_scan)
-        assert await state.delete_prefix("r/R1/") == 6  # the live ones, every kind
+        assert await state.delete_prefix("r/R1/") == 7  # the live ones, every kind
         assert await data.delete_prefix("R1/") == 2
         assert await state.get("r/R1/n/a") is None
         assert await state.set_members("r/R1/j/c") == []
         assert await state.read_list("r/R1/l/y") == []
+        assert await state.index_size("r/R1/x") == 0
         assert await state.get("r/R10/n/a") == b"neighbour"
         assert await state.get("r/R1") == b"the record itself"
         assert await data.get("R1/in") is None
@@ -99,8 +106,145 @@ async def test_a_folder_is_deleted_from_its_index_without_scanning(
             await client.aclose()
         assert left == sorted(
             f"{namespace}{k}"
-            for k in ("v:r/R10/n/a", "i:r/R10/", "v:r/R1", "d:R10/in", "i:R10/")
+            for k in ("v:{r/R10}/n/a", "i:{r/R10}/", "v:{r/R1}", "d:{R10}/in", "i:{R10}/")
         )
+
+
+async def test_keys_within_a_folder_are_read_from_its_index(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with RedisStateStore(redis_url, namespace=_namespace()) as state:
+        await state.set("r/R1/n/b", b"1")
+        await state.commit([Put("r/R1/n/a", b"2")])
+        await state.compare_and_set("r/R1/n/c/d", None, b"3")
+        await state.increment("r/R1/k", 1)
+        await state.set("r/R1/n/gone", b"x", ttl=0.01)
+        await state.set("r/R1/n/deleted", b"x")
+        await state.delete("r/R1/n/deleted")
+        await state.add_to_set("r/R1/n/set", "m")  # other kinds are not plain keys
+        await state.append("r/R1/n/list", b"x")
+        await state.index_put("r/R1/n/ix", "m", 1.0)
+        await state.set("r/R10/n/a", b"neighbour")
+        await state.set("r/R1", b"the record itself")
+        await wait_past(0.01)
+
+        async def no_scan(pattern: str) -> list[bytes]:
+            raise AssertionError(f"scanned for {pattern}")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(state, "_scan", no_scan)
+            assert await state.keys("r/R1/n/") == ["r/R1/n/a", "r/R1/n/b", "r/R1/n/c/d"]
+            assert await state.keys("r/R1/") == ["r/R1/k", "r/R1/n/a", "r/R1/n/b", "r/R1/n/c/d"]
+            assert await state.keys("r/R1/n/", limit=2) == ["r/R1/n/a", "r/R1/n/b"]
+            assert await state.keys("r/R1/n/c") == ["r/R1/n/c/d"]
+            assert await state.keys("r/R2/") == []
+        # A prefix spanning folders is scanned for.
+        assert await state.keys("r/R1") == [
+            "r/R1", "r/R1/k", "r/R1/n/a", "r/R1/n/b", "r/R1/n/c/d", "r/R10/n/a"]
+
+
+def _start_cluster_node(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A one-node Redis Cluster holding every slot: it refuses commands whose keys
+    hash to different slots, as every cluster does."""
+    binary = require_binary("redis-server", "redis-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(workdir), "--cluster-enabled", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until_ready(process, answers, f"redis-server (cluster) on port {port}")
+        client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        wait_until_ready(
+            process, lambda: client.cluster("INFO")["cluster_state"] == "ok", "the cluster"
+        )
+    except BaseException:
+        stop_process(process)
+        raise
+    finally:
+        client.close()
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, url = _start_cluster_node(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield url
+    finally:
+        stop_process(process)
+
+
+async def test_a_requests_keys_share_one_cluster_slot(redis_cluster_url: str) -> None:
+    async with RedisStateStore(redis_cluster_url, namespace="c:") as state, \
+            RedisDataStore(redis_cluster_url, namespace="c:") as data:
+        # Every operation over one request's keys, its record included, is one slot's.
+        assert await state.commit(
+            [Put("r/R", b"record"), Put("r/R/n/a", b"1"), Append("r/R/l", b"x"),
+             IndexPut("r/R/ix", "m", 1.0), Delete("r/R/n/gone")],
+            require={"r/R": None},
+        )
+        assert await state.compare_and_set("r/R/n/b", None, b"2")
+        assert await state.add_to_set("r/R/j/x", "parent") == 1
+        assert await state.increment("r/R/k") == 1
+        assert await state.commit([IndexDrop("r/R/ix", "m")], require={"r/R/n/a": b"1"})
+        await state.expire("r/R/n/a", 600)
+        assert await state.keys("r/R/n/") == ["r/R/n/a", "r/R/n/b"]
+        assert await state.get_many(["r/R", "r/R/n/a"]) == [b"record", b"1"]
+        await state.delete("r/R/n/b")
+        assert await state.delete_prefix("r/R/") == 4
+        await data.put("R/o/a", b"out")
+        assert await data.delete_prefix("R/") == 1
+        # Keys of two requests in one commit are refused.
+        with pytest.raises(StoreError, match="CROSSSLOT"):
+            await state.commit([Put("r/A/n/a", b"1"), Put("r/B/n/a", b"1")])
+    # A namespace with its own hash tag puts the whole store in one slot.
+    async with RedisStateStore(redis_cluster_url, namespace="{app}:") as pinned:
+        assert await pinned.commit(
+            [Put("r/A/n/a", b"1"), Put("r/B/n/a", b"2"), IndexPut("f:flow", "A", 1.0),
+             Append("h/A", b"x")],
+            require={"r/A": None},
+        )
+        assert await pinned.get_many(["r/A/n/a", "r/B/n/a"]) == [b"1", b"2"]
+
+
+async def test_a_value_longer_than_the_server_takes_is_refused_before_sending(
+    tmp_path: Path,
+) -> None:
+    with redis_server(tmp_path) as url:
+        client = aioredis.Redis.from_url(url)
+        try:
+            await client.config_set("proto-max-bulk-len", "1mb")
+        finally:
+            await client.aclose()
+        fits, too_long = b"x" * (1 << 20), b"x" * ((1 << 20) + 1)
+        async with RedisStateStore(url, namespace="n:") as state, \
+                RedisDataStore(url, namespace="n:") as data:
+            await data.put("R/o/fits", fits)
+            assert await data.get("R/o/fits") == fits
+            limit = r"proto-max-bulk-len, 1048576 bytes"
+            with pytest.raises(StoreError, match=rf"put of 'R/o/big' refused: .*{limit}"):
+                await data.put("R/o/big", too_long)
+            with pytest.raises(StoreError, match=rf"commit of 'r/R/n/b' refused: .*{limit}"):
+                await state.commit([Put("r/R/n/a", b"small"), Put("r/R/n/b", too_long)])
+            with pytest.raises(StoreError, match=rf"set of 'k' refused: .*{limit}"):
+                await state.set("k", too_long)
+            with pytest.raises(StoreError, match=rf"commit of 'h/R' refused: .*{limit}"):
+                await state.append("h/R", too_long)
+            with pytest.raises(StoreError, match=rf"compare_and_set of 'k' refused: .*{limit}"):
+                await state.compare_and_set("k", None, too_long)
+            # Nothing was sent: the connections are fine and nothing was written.
+            assert await state.get_many(["r/R/n/a", "r/R/n/b", "k"]) == [None, None, None]
+            assert await data.get("R/o/big") is None
 
 
 async def test_the_url_selects_the_database(redis_url: str) -> None:

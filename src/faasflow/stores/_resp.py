@@ -42,8 +42,8 @@ class RespConnectionError(Exception):
 
 
 _READS = frozenset(
-    {b"GET", b"MGET", b"SCAN", b"ZRANGE", b"ZSCORE", b"ZCARD", b"LRANGE", b"SMEMBERS",
-     b"EXISTS", b"PTTL", b"PING"}
+    {b"GET", b"MGET", b"SCAN", b"ZRANGE", b"ZRANGEBYLEX", b"ZREVRANGEBYLEX", b"ZSCORE",
+     b"ZCARD", b"LRANGE", b"LLEN", b"SMEMBERS", b"EXISTS", b"PTTL", b"PING"}
 )
 """Commands that change nothing: sending one again is harmless."""
 
