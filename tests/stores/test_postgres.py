@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import asyncpg
 import pytest
 
 from faasflow.errors import ConfigurationError, StoreError
-from faasflow.stores.base import DataStore, Put, StateStore
+from faasflow.stores.base import Append, DataStore, IndexDrop, IndexPut, Put, StateStore
 from faasflow.stores.postgres import PostgresDataStore, PostgresStateStore
 from faasflow.stores.urls import data_store_from_url, state_store_from_url
 from servers import free_port
@@ -168,13 +169,17 @@ async def test_expired_rows_are_purged(postgres_url: str) -> None:
         await state.set("v", b"x", ttl=0.05)
         await state.add_to_set("s", "m", ttl=0.05)
         await state.append("l", b"i", ttl=0.05)
+        await state.index_put("x", "m", 1.0, ttl=0.05)
         await state.set("keep", b"x", ttl=LONG_TTL)
+        await state.index_put("emptied", "m", 1.0)
+        await state.index_drop("emptied", "m")
         await data.put("d", b"x", ttl=0.05)
         await wait_past(0.05)
-        assert await state.purge_expired() == 3
+        assert await state.purge_expired() == 4
         assert await data.purge_expired() == 1
         for table, rows in [("values", 1), ("set_heads", 0), ("set_members", 0),
-                            ("list_heads", 0), ("list_items", 0), ("blobs", 0)]:
+                            ("list_heads", 0), ("list_items", 0), ("index_heads", 0),
+                            ("index_entries", 0), ("blobs", 0)]:
             assert await _count_rows(postgres_url, f"{prefix}{table}") == rows, table
 
 
@@ -201,6 +206,124 @@ async def test_url_options_reach_the_server(postgres_url: str) -> None:
         pool = await store._ready("test")
         assert await pool.fetchval("SHOW statement_timeout") == "12345ms"
         assert await pool.fetchval("SHOW application_name") == "flows"
+
+
+async def _scanned(pool: asyncpg.Pool, sql: str, *args: object) -> list[tuple[str, int]]:
+    """The tables or indexes the plan of ``sql`` reads, with the rows each returned."""
+    (plan,) = json.loads(await pool.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args))
+    found: list[tuple[str, int]] = []
+
+    def walk(node: dict[str, object]) -> None:
+        name = node.get("Index Name") or node.get("Relation Name")
+        if isinstance(name, str):
+            found.append((name, int(node["Actual Rows"])))  # type: ignore[call-overload]
+        for child in node.get("Plans", []):  # type: ignore[attr-defined]
+            walk(child)
+
+    walk(plan["Plan"])
+    return found
+
+
+async def test_pages_and_ranges_read_only_what_they_return(postgres_url: str) -> None:
+    prefix = _prefix()
+    async with PostgresStateStore(postgres_url, table_prefix=prefix) as store:
+        await store.commit([Append("l", b"%d" % n) for n in range(500)])
+        # Every entry with one score: only the member bound tells where a range starts.
+        await store.commit([IndexPut("ix", f"m{n:04d}", 0.0) for n in range(500)])
+        pool = await store._ready("test")
+        await pool.execute("ANALYZE")
+        sql = store._sql
+        reads = [
+            (sql.read_list, ("l", 250, 260), f"{prefix}list_items_pos", 10),
+            (sql.read_list, ("l", -1, None), f"{prefix}list_items_pos", 1),
+            (sql.index_ranges[True, False, False], ("ix", 0.0, "m0250", 10),
+             f"{prefix}index_entries_order", 10),
+            (sql.index_ranges[False, True, True], ("ix", 0.0, "m0250", 10),
+             f"{prefix}index_entries_order", 10),
+        ]
+        for statement, args, index, rows in reads:
+            scanned = await _scanned(pool, statement, *args)
+            assert (index, rows) in scanned, scanned
+            assert all(n <= rows for table, n in scanned if "heads" not in table), scanned
+        assert await store.read_list("l", start=250, stop=253) == [b"250", b"251", b"252"]
+        assert await store.index_range("ix", before=(0.0, "m0250"), limit=2,
+                                       descending=True) == [(0.0, "m0249"), (0.0, "m0248")]
+
+
+async def test_a_version_1_schema_is_brought_up_to_date(postgres_url: str) -> None:
+    # Version 1 had lists without positions or lengths, and no ordered indexes. Make
+    # that layout (from today's, taking away what version 2 added), with lists in it.
+    prefix = _prefix()
+    async with PostgresStateStore(postgres_url, table_prefix=prefix) as store:
+        await store.open()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(f"""
+            DROP TABLE {prefix}index_heads, {prefix}index_entries;
+            DROP INDEX {prefix}list_items_pos;
+            ALTER TABLE {prefix}list_items DROP COLUMN pos;
+            ALTER TABLE {prefix}list_heads DROP COLUMN size;
+            COMMENT ON TABLE {prefix}values IS 'faasflow state store schema 1';
+            INSERT INTO {prefix}list_heads (key) VALUES ('l'), ('m');
+            INSERT INTO {prefix}list_items (key, value)
+                VALUES ('l', 'a'), ('m', '1'), ('l', 'b'), ('l', 'c'), ('m', '2');
+        """)
+    finally:
+        await conn.close()
+    async with PostgresStateStore(postgres_url, table_prefix=prefix) as store:
+        assert await store.read_list("l") == [b"a", b"b", b"c"]
+        assert await store.read_list("l", start=-2) == [b"b", b"c"]
+        assert await store.list_length("m") == 2
+        await store.append("l", b"d")
+        assert await store.read_list("l", start=2) == [b"c", b"d"]
+        await store.index_put("ix", "m", 1.0)
+        assert await store.index_range("ix", limit=5) == [(1.0, "m")]
+
+
+async def test_writers_of_one_index_run_side_by_side(postgres_url: str) -> None:
+    async with PostgresStateStore(postgres_url, table_prefix=_prefix(), pool_max=8) as store:
+        members = [f"m{n:02d}" for n in range(40)]
+        await asyncio.gather(*(store.index_put("ix", m, float(n)) for n, m in enumerate(members)))
+        assert await store.index_size("ix") == 40
+        # Moves and drops at once, each in a commit with other writes.
+        await asyncio.gather(*(
+            store.commit([Put(f"k{n}", b"x"), IndexDrop("ix", m) if n % 2 else
+                          IndexPut("ix", m, -float(n))])
+            for n, m in enumerate(members)
+        ))
+        expected = sorted((-float(n), m) for n, m in enumerate(members) if n % 2 == 0)
+        assert await store.index_range("ix", limit=100) == expected
+
+
+async def test_writers_of_an_expired_index_start_it_again_once(postgres_url: str) -> None:
+    async with PostgresStateStore(postgres_url, table_prefix=_prefix(), pool_max=8) as store:
+        await store.index_put("ix", "old", 1.0, ttl=0.05)
+        await wait_past(0.05)
+        fresh = [f"m{n:02d}" for n in range(20)]
+        await asyncio.gather(*(store.index_put("ix", m, 2.0) for m in fresh))
+        assert await store.index_range("ix", limit=100) == [(2.0, m) for m in fresh]
+
+
+async def test_calls_over_the_message_limit_are_refused_before_sending(
+    postgres_url: str,
+) -> None:
+    prefix = _prefix()
+    async with PostgresStateStore(postgres_url, table_prefix=prefix) as state, \
+            PostgresDataStore(postgres_url, table_prefix=prefix) as data:
+        # The real limit is 1 GiB; a store told of a smaller one shows the check.
+        state.max_message_bytes = data.max_message_bytes = 4096
+        await data.put("fits", b"x" * 3000)
+        with pytest.raises(StoreError, match=r"put of 'big' refused: .* 1 GB|put of 'big'"):
+            await data.put("big", b"x" * 5000)
+        with pytest.raises(StoreError, match=r"commit of 'b' refused: .*the largest 3000 bytes"):
+            await state.commit([Put("a", b"x" * 2000), Put("b", b"x" * 3000)])
+        with pytest.raises(StoreError, match=r"set of 'k' refused"):
+            await state.set("k", b"x" * 5000)
+        with pytest.raises(StoreError, match=r"append of 'l' refused"):
+            await state.append("l", b"x" * 5000)
+        assert await state.get_many(["a", "b", "k"]) == [None, None, None]
+        assert await data.get("big") is None
+        assert await data.get("fits") == b"x" * 3000
 
 
 # -- failures --------------------------------------------------------------------------

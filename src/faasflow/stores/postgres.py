@@ -1,9 +1,11 @@
 """PostgreSQL stores (asyncpg): shared state and data for several processes and hosts.
 
-Each store keeps one asyncpg connection pool. Opening a store creates its tables and
-functions if they are missing (``CREATE … IF NOT EXISTS`` under an advisory lock, so
-processes opening at once do not collide); the layout and the locking that makes each
-operation atomic are described in :mod:`faasflow.stores._postgres_schema`.
+Each store keeps one asyncpg connection pool (:mod:`faasflow.stores._postgres_db`).
+Opening a store creates its tables and functions if they are missing, or brings those
+of an earlier version up to date (``CREATE … IF NOT EXISTS`` and migration steps under
+an advisory lock, so processes opening at once do not collide); the layout is described
+in :mod:`faasflow.stores._postgres_schema`, the state store's locking, which makes each
+operation atomic, in :mod:`faasflow.stores._postgres_state`.
 
 Every operation is one statement, so one round trip and one transaction: plain reads and
 writes are single SQL statements, and the read-modify-writes (add-to-set, append,
@@ -17,266 +19,36 @@ along first, and :meth:`purge_expired` does it on demand.
 
 ``from_url`` reads ``postgresql://user:password@host:port/dbname?table_prefix=faasflow_``
 (options: :mod:`faasflow.stores._postgres_url`). Errors of the client or the server are
-raised as :class:`~faasflow.errors.StoreError` naming the operation.
+raised as :class:`~faasflow.errors.StoreError` naming the operation; so is a call whose
+values would pass PostgreSQL's 1 GB limit on one value or one message, before it is
+sent (the server would drop the connection).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Self, TypeAlias, TypeVar
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg-stubs types it
-from asyncpg import exceptions as pgerrors
-
-from faasflow.errors import ConfigurationError, StoreError
-from faasflow.resources import AsyncResource
 from faasflow.stores._keyrange import prefix_end
-from faasflow.stores._postgres_schema import (
-    DDL_LOCK,
-    IDENTIFIER,
-    MAX_PREFIX,
-    SCHEMA_VERSION,
-    DataSql,
-    Names,
-    StateSql,
-    data_ddl,
-    state_ddl,
+from faasflow.stores._postgres_db import PURGE_BATCH, Pool, PostgresBase
+from faasflow.stores._postgres_schema import DataSql, data_ddl
+from faasflow.stores._postgres_state import StateSql, state_ddl
+from faasflow.stores.base import (
+    Append,
+    DataStore,
+    Delete,
+    Entry,
+    IndexPut,
+    Put,
+    StateStore,
+    WriteOp,
 )
-from faasflow.stores._postgres_url import parse_url
-from faasflow.stores._urls import redact_url
-from faasflow.stores.base import DataStore, Delete, Put, StateStore, WriteOp
 
 __all__ = ["PostgresDataStore", "PostgresStateStore"]
 
-_log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-_Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
-
-# What the client raises when the server or the network fails (TimeoutError is an OSError).
-_ERRORS: Final = (pgerrors.PostgresError, pgerrors.InterfaceError,
-                  pgerrors.InternalClientError, OSError)
-# A deadlock or serialisation failure aborts the whole statement (each operation is one),
-# so it is safe to run again; PostgreSQL picks the victim, we retry it a few times.
-_RETRIED: Final = (pgerrors.DeadlockDetectedError, pgerrors.SerializationError)
-_RETRIES: Final = 5
-_PURGE_BATCH: Final = 1000
-
-
-async def _keep_session(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    """Reset nothing when a connection goes back to the pool.
-
-    asyncpg's default runs ``RESET ALL``, ``UNLISTEN *`` and friends on every release:
-    a second round trip per operation. These stores leave no session state behind (no
-    SET, LISTEN, cursors or session-level locks), and asyncpg still rolls back a
-    transaction left open before calling this.
-    """
-
-
-class _PostgresStore(AsyncResource):
-    """The pool, the schema, errors and the purge, shared by both PostgreSQL stores."""
-
-    _KIND = ""
-
-    def __init__(
-        self,
-        dsn: str = "postgresql://localhost/faasflow",
-        *,
-        table_prefix: str = "faasflow_",
-        schema: str | None = None,
-        pool_min: int = 1,
-        pool_max: int = 10,
-        purge_interval: float = 60.0,
-        connect_timeout: float = 10.0,
-        server_settings: Mapping[str, str] | None = None,
-    ) -> None:
-        if not IDENTIFIER.fullmatch(table_prefix) or len(table_prefix) > MAX_PREFIX:
-            raise ConfigurationError(
-                f"table_prefix={table_prefix!r}: use 1 to {MAX_PREFIX} characters of "
-                "a-z, 0-9 and _, not starting with a digit"
-            )
-        if schema is not None and (
-            not IDENTIFIER.fullmatch(schema) or len(schema) > 63 or schema.startswith("pg_")
-        ):
-            raise ConfigurationError(
-                f"schema={schema!r}: use 1 to 63 characters of a-z, 0-9 and _, not starting "
-                "with a digit or pg_"
-            )
-        if pool_max < 1 or not 0 <= pool_min <= pool_max:
-            raise ConfigurationError(
-                f"pool_min={pool_min}, pool_max={pool_max}: need 0 <= pool_min <= pool_max, "
-                "pool_max >= 1"
-            )
-        if purge_interval <= 0:
-            raise ConfigurationError(f"purge_interval={purge_interval!r} must be > 0 seconds")
-        if connect_timeout <= 0:
-            raise ConfigurationError(f"connect_timeout={connect_timeout!r} must be > 0 seconds")
-        self.dsn = dsn
-        self.table_prefix = table_prefix
-        self.schema = schema
-        self.pool_min = pool_min
-        self.pool_max = pool_max
-        self.purge_interval = purge_interval
-        self.connect_timeout = connect_timeout
-        self.server_settings = {"application_name": "faasflow", **(server_settings or {})}
-        self._names = Names(schema, table_prefix)
-        self._pool: _Pool | None = None
-        self._opening = asyncio.Lock()
-        self._next_purge = 0.0  # the first operation purges what earlier runs left behind
-        self._purger: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> Self:
-        """The store a ``postgresql://`` (or ``postgres://``) URL names, not yet opened.
-
-        Raises:
-            ConfigurationError: the URL is malformed or has an unknown or bad option; the
-                message names it and shows the URL with its password masked.
-        """
-        try:
-            dsn, options = parse_url(url)
-            return cls(dsn, **options)
-        except (ConfigurationError, ValueError) as exc:
-            raise ConfigurationError(f"store URL {redact_url(url)!r}: {exc}") from None
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._where}>"
-
-    @property
-    def _where(self) -> str:
-        return f"{redact_url(self.dsn)} {self._names('*')}"
-
-    # -- lifetime ---------------------------------------------------------------------
-    async def open(self) -> None:
-        """Connect and create the tables (and functions) if they are missing."""
-        await self._ready("open")
-
-    async def close(self) -> None:
-        """Stop the purge and close the pool; a later operation opens a new one."""
-        purger, self._purger = self._purger, None
-        if purger is not None:
-            purger.cancel()
-            await asyncio.gather(purger, return_exceptions=True)
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            # A server that went away must not make closing fail: terminate instead.
-            try:
-                await asyncio.wait_for(pool.close(), timeout=10)
-            except _ERRORS:  # TimeoutError is an OSError
-                pool.terminate()
-
-    async def purge_expired(self) -> int:
-        """Delete every expired row now; return how many keys went."""
-        total = 0
-        while True:
-            removed = await self._call("purge", self._purge_batch, purge=False)
-            total += removed
-            if removed < _PURGE_BATCH:
-                return total
-
-    async def _purge_batch(self, pool: _Pool) -> int:
-        raise NotImplementedError
-
-    def _ddl(self) -> tuple[str, list[str]]:
-        """The table that carries the schema marker, and the DDL statements."""
-        raise NotImplementedError
-
-    async def _ready(self, what: str) -> _Pool:
-        pool = self._pool
-        if pool is not None:
-            return pool
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await self._connect(what)
-            return self._pool
-
-    async def _connect(self, what: str) -> _Pool:
-        pool: _Pool | None = None
-        try:
-            pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=self.pool_min,
-                max_size=self.pool_max,
-                timeout=self.connect_timeout,
-                server_settings=dict(self.server_settings),
-                reset=_keep_session,
-            )
-            async with pool.acquire() as conn:
-                await self._migrate(conn)
-            return pool
-        except BaseException as exc:
-            if pool is not None:
-                pool.terminate()
-            if isinstance(exc, pgerrors.ClientConfigurationError):
-                raise ConfigurationError(f"PostgreSQL store {self._where}: {exc}") from exc
-            if isinstance(exc, _ERRORS):
-                raise self._error(what, exc) from exc
-            raise
-
-    async def _migrate(self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:
-        """Create the tables and functions unless the marker says they are current."""
-        table, statements = self._ddl()
-        marker = f"faasflow {self._KIND} store schema {SCHEMA_VERSION}"
-        found = await conn.fetchval("SELECT obj_description(to_regclass($1), 'pg_class')", table)
-        if found == marker:
-            return
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK)
-            if self.schema and await conn.fetchval(
-                "SELECT to_regnamespace($1)", self.schema
-            ) is None:
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-            for statement in statements:
-                await conn.execute(statement)
-            await conn.execute(f"COMMENT ON TABLE {table} IS '{marker}'")
-
-    def _error(self, what: str, exc: BaseException) -> StoreError:
-        detail = str(exc) or type(exc).__name__
-        return StoreError(f"PostgreSQL store {self._where}: {what} failed: {detail}")
-
-    async def _call(
-        self,
-        what: str,
-        run: Callable[[_Pool], Awaitable[T]],
-        *,
-        purge: bool = True,
-    ) -> T:
-        """``run(pool)`` with errors translated; retried if PostgreSQL aborted it."""
-        pool = await self._ready(what)
-        attempts = _RETRIES
-        while True:
-            try:
-                result = await run(pool)
-            except _RETRIED as exc:
-                attempts -= 1
-                if attempts > 0:
-                    continue
-                raise self._error(what, exc) from exc
-            except _ERRORS as exc:
-                raise self._error(what, exc) from exc
-            if purge:
-                self._maybe_purge()
-            return result
-
-    def _maybe_purge(self) -> None:
-        now = time.monotonic()
-        if now < self._next_purge or (self._purger is not None and not self._purger.done()):
-            return
-        self._next_purge = now + self.purge_interval
-        self._purger = asyncio.get_running_loop().create_task(self._purge_quietly())
-
-    async def _purge_quietly(self) -> None:
-        try:
-            await self.purge_expired()
-        except StoreError as exc:
-            # Expired rows read as absent anyway; the next interval tries again.
-            _log.warning("%s", exc)
-
-
-class PostgresStateStore(_PostgresStore, StateStore):
+class PostgresStateStore(PostgresBase, StateStore):
     """:class:`StateStore` on PostgreSQL.
 
     Args:
@@ -304,8 +76,8 @@ class PostgresStateStore(_PostgresStore, StateStore):
     def _ddl(self) -> tuple[str, list[str]]:
         return self._sql.marker_table, state_ddl(self._names)
 
-    async def _purge_batch(self, pool: _Pool) -> int:
-        removed: int = await pool.fetchval(self._sql.purge, _PURGE_BATCH)
+    async def _purge_batch(self, pool: Pool) -> int:
+        removed: int = await pool.fetchval(self._sql.purge, PURGE_BATCH)
         return removed
 
     # -- plain values -----------------------------------------------------------------
@@ -325,11 +97,13 @@ class PostgresStateStore(_PostgresStore, StateStore):
         return [found.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self._check_sizes("set", [(key, value)])
         await self._call("set", lambda pool: pool.execute(self._sql.put, key, value, ttl))
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes | None, *, ttl: float | None = None
     ) -> bool:
+        self._check_sizes("compare_and_set", [(key, expected), (key, new)])
         sql = self._sql
         if expected is None and new is None:  # "delete if absent": true exactly when absent
             exists: bool = await self._call(
@@ -362,26 +136,46 @@ class PostgresStateStore(_PostgresStore, StateStore):
         self, writes: Sequence[WriteOp], *, require: Mapping[str, bytes | None] | None = None
     ) -> bool:
         required = dict(require or {})
+        self._check_sizes("commit", [
+            *required.items(),
+            *((op.key, op.value) for op in writes if isinstance(op, Put | Append)),
+        ])
         ops: list[str] = []
+        keys: list[str] = []
         values: list[bytes] = []
         ttls: list[float | None] = []
+        members: list[str | None] = []
+        scores: list[float | None] = []
         for op in writes:
-            if isinstance(op, Put):
-                ops.append("P")
+            member: str | None = None
+            score: float | None = None
+            if isinstance(op, Put | Append):
+                ops.append("P" if isinstance(op, Put) else "A")
+                keys.append(op.key)
                 values.append(op.value)
                 ttls.append(op.ttl)
             elif isinstance(op, Delete):
                 ops.append("D")
+                keys.append(op.key)
                 values.append(b"")
                 ttls.append(None)
             else:
-                ops.append("A")
-                values.append(op.value)
-                ttls.append(op.ttl)
-        args = (
-            list(required), list(required.values()), ops, [op.key for op in writes], values,
-            ttls,
-        )
+                if isinstance(op, IndexPut):
+                    if math.isnan(op.score):
+                        raise ValueError("an index score must be a number, not NaN")
+                    ops.append("X")
+                    score = op.score
+                    ttls.append(op.ttl)
+                else:
+                    ops.append("Z")
+                    ttls.append(None)
+                keys.append(op.index)
+                values.append(b"")
+                member = op.member
+            members.append(member)
+            scores.append(score)
+        args = (list(required), list(required.values()), ops, keys, values, ttls, members,
+                scores)
         done: bool = await self._call(
             "commit", lambda pool: pool.fetchval(self._sql.commit, *args)
         )
@@ -415,13 +209,47 @@ class PostgresStateStore(_PostgresStore, StateStore):
         return value
 
     async def append(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        self._check_sizes("append", [(key, value)])
         await self._call(
             "append", lambda pool: pool.execute(self._sql.append, key, value, ttl)
         )
 
-    async def read_list(self, key: str) -> list[bytes]:
-        rows = await self._call("read_list", lambda pool: pool.fetch(self._sql.read_list, key))
+    async def read_list(self, key: str, *, start: int = 0, stop: int | None = None) -> list[bytes]:
+        """``items[start:stop]``: an index range over the items' positions."""
+        rows = await self._call(
+            "read_list", lambda pool: pool.fetch(self._sql.read_list, key, start, stop)
+        )
         return [row[0] for row in rows]
+
+    async def list_length(self, key: str) -> int:
+        length: int | None = await self._call(
+            "list_length", lambda pool: pool.fetchval(self._sql.list_length, key)
+        )
+        return length or 0
+
+    # -- ordered indexes --------------------------------------------------------------
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: Entry | None = None,
+        before: Entry | None = None,
+        limit: int,
+        descending: bool = False,
+    ) -> list[Entry]:
+        if limit <= 0:
+            return []
+        sql = self._sql.index_ranges[after is not None, before is not None, descending]
+        args: list[object] = [index, *(after or ()), *(before or ()), limit]
+        rows = await self._call("index_range", lambda pool: pool.fetch(sql, *args))
+        return [(float(row[0]), row[1]) for row in rows]
+
+    async def index_size(self, index: str) -> int:
+        """How many members ``index`` holds: counted, so it costs the index's size."""
+        size: int = await self._call(
+            "index_size", lambda pool: pool.fetchval(self._sql.index_size, index)
+        )
+        return size
 
     # -- lifetime ---------------------------------------------------------------------
     async def delete(self, key: str) -> None:
@@ -438,7 +266,7 @@ class PostgresStateStore(_PostgresStore, StateStore):
         await self._call("expire", lambda pool: pool.execute(self._sql.expire, key, ttl))
 
 
-class PostgresDataStore(_PostgresStore, DataStore):
+class PostgresDataStore(PostgresBase, DataStore):
     """:class:`DataStore` on PostgreSQL: ``bytea`` values (up to 1 GB each) with TTLs.
 
     Args: as :class:`PostgresStateStore`; a state store and a data store may share a
@@ -454,11 +282,12 @@ class PostgresDataStore(_PostgresStore, DataStore):
     def _ddl(self) -> tuple[str, list[str]]:
         return self._sql.marker_table, data_ddl(self._names)
 
-    async def _purge_batch(self, pool: _Pool) -> int:
-        status = await pool.execute(self._sql.purge, _PURGE_BATCH)
+    async def _purge_batch(self, pool: Pool) -> int:
+        status = await pool.execute(self._sql.purge, PURGE_BATCH)
         return int(status.rpartition(" ")[2])  # "DELETE n"
 
     async def put(self, key: str, data: bytes, *, ttl: float | None = None) -> None:
+        self._check_sizes("put", [(key, data)])
         await self._call("put", lambda pool: pool.execute(self._sql.put, key, data, ttl))
 
     async def get(self, key: str) -> bytes | None:
