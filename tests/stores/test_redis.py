@@ -392,3 +392,29 @@ async def test_a_write_whose_connection_broke_after_sending_is_an_error_not_a_re
         server.hang_up_next()
         assert await store.get("k") == b"v"
         assert [c[0] for c in server.received] == [b"SET", b"SET", b"GET", b"GET", b"GET"]
+
+
+async def test_a_large_value_is_not_copied_on_its_way(redis_url: str) -> None:
+    # A worker's node reads its input, its function makes the output, the output is
+    # stored: the store may hold a large value's bytes once more while reading it (the
+    # pieces, then the value) and not at all while writing it.
+    import tracemalloc
+
+    size = 16 * 1024 * 1024
+    async with RedisDataStore(redis_url, namespace=_namespace()) as store:
+        await store.put("in", b"v" * size)
+        await store.get("warm")
+        tracemalloc.start()
+        try:
+            data = await store.get("in")
+            _, reading = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            held, _ = tracemalloc.get_traced_memory()  # the value itself
+            await store.put("out", data)
+            _, peak = tracemalloc.get_traced_memory()
+            writing = peak - held
+        finally:
+            tracemalloc.stop()
+        assert data == b"v" * size
+    assert reading < 2.1 * size, reading / size
+    assert writing < 0.1 * size, writing / size

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -54,23 +53,40 @@ def _read_only(commands: list[list[Any]]) -> bool:
     )
 
 
-def _encode(args: Sequence[Any]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
+_LARGE = 64 * 1024
+"""A value at least this large is written as it is, not joined with the rest of the
+command: joining would copy it (a worker handling one large value would hold it twice
+more than it must)."""
+
+
+def _encode(commands: list[list[Any]]) -> list[bytes]:
+    """The commands as RESP: chunks to write in order, each large value a chunk of its
+    own and every small part joined with its neighbours."""
+    chunks: list[bytes] = []
+    parts: list[bytes] = []
     append = parts.append
-    for arg in args:
-        kind = type(arg)
-        if kind is str:
-            arg = arg.encode()
-        elif kind is int or kind is float:
-            arg = repr(arg).encode()
-        elif kind is not bytes:
-            if not isinstance(arg, bytes | bytearray | memoryview):
-                raise TypeError(f"cannot send {kind.__name__} to Redis")
-            arg = bytes(arg)
-        append(b"$%d\r\n" % len(arg))
-        append(arg)
-        append(b"\r\n")
-    return b"".join(parts)
+    for args in commands:
+        append(b"*%d\r\n" % len(args))
+        for arg in args:
+            kind = type(arg)
+            if kind is str:
+                arg = arg.encode()
+            elif kind is int or kind is float:
+                arg = repr(arg).encode()
+            elif kind is not bytes:
+                if not isinstance(arg, bytes | bytearray | memoryview):
+                    raise TypeError(f"cannot send {kind.__name__} to Redis")
+                arg = bytes(arg)
+            append(b"$%d\r\n" % len(arg))
+            if len(arg) >= _LARGE:
+                chunks.append(b"".join(parts))
+                chunks.append(arg)
+                parts.clear()
+            else:
+                append(arg)
+            append(b"\r\n")
+    chunks.append(b"".join(parts))
+    return chunks
 
 
 class _Connection:
@@ -95,8 +111,21 @@ class _Connection:
             size = int(rest)
             if size < 0:
                 return None
-            data = await self.reader.readexactly(size + 2)
-            return data[:-2]
+            if size < _LARGE:
+                data = await self.reader.readexactly(size + 2)
+                return data[:-2]
+            # A large value: in pieces (the reader's buffer stays small), joined once;
+            # reading it whole would grow a buffer as large and copy it out again.
+            pieces: list[bytes] = []
+            left = size
+            while left:
+                piece = await self.reader.read(min(left, _LARGE))
+                if not piece:
+                    raise RespConnectionError("connection closed by the server")
+                pieces.append(piece)
+                left -= len(piece)
+            await self.reader.readexactly(2)
+            return b"".join(pieces)
         if kind == b":":
             return int(rest)
         if kind == b"*":
@@ -176,7 +205,17 @@ class RespPool:
         # effect at a fraction of the cost on every command.
         timer = asyncio.get_running_loop().call_later(self.timeout, connection.time_out)
         try:
-            connection.writer.write(b"".join([_encode(c) for c in commands]))
+            writer = connection.writer
+            for chunk in _encode(commands):
+                if len(chunk) < _LARGE:
+                    writer.write(chunk)
+                    continue
+                # A large value a slice at a time, each sent before the next: the
+                # transport would otherwise copy all that the socket did not take at once.
+                view = memoryview(chunk)
+                for start in range(0, len(view), _LARGE):
+                    writer.write(view[start : start + _LARGE])
+                    await writer.drain()
             return [await connection.read() for _ in commands]
         except (OSError, asyncio.IncompleteReadError, ValueError, RespConnectionError) as exc:
             connection.close()
