@@ -8,13 +8,14 @@ import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
 from faasflow.errors import ConfigurationError, StoreError
-from faasflow.stores.base import Append, Delete, Put, StateStore
+from faasflow.stores.base import Append, Delete, IndexDrop, IndexPut, Put, StateStore
 from faasflow.stores.etcd import EtcdStateStore
 from faasflow.stores.urls import state_store_from_url
 from servers import require_binary
@@ -105,10 +106,18 @@ async def test_the_key_layout(etcd_url: str) -> None:
         await store.increment("n", 3)
         await store.add_to_set("j", "p1")
         await store.append("h", b"e")
+        await store.append("h", b"f")
+        await store.index_put("ix", "m", 2.0)
     keys = await _raw_keys(etcd_url, f"{prefix}/")
     kinds = sorted(key[len(prefix) + 1 :].split(b"/", 1)[0] for key in keys)
-    assert kinds == [b"h", b"l", b"m", b"s", b"v", b"v"]
+    assert kinds == [b"h", b"i", b"l", b"l", b"m", b"s", b"v", b"v", b"x", b"x", b"x"]
     assert f"{prefix}/v/r/1".encode() in keys
+    # List items sit at their positions; an index entry is three keys.
+    items = f"{prefix}/l/h".encode() + b"\xff"
+    assert [items + b"%016x" % n for n in (0, 1)] == [k for k in keys if k.startswith(items)]
+    entries = f"{prefix}/x/ix".encode() + b"\xff"
+    assert sorted(k[len(entries)] for k in keys if k.startswith(entries)) == [
+        ord("<"), ord("="), ord(">")]
 
 
 async def test_expired_keys_are_removed_by_their_lease(etcd_url: str) -> None:
@@ -188,6 +197,106 @@ async def test_keys_limit_skips_expired_keys(etcd_url: str) -> None:
         assert await store.keys("p/", limit=2) == ["p/3", "p/4"]
 
 
+async def test_lists_written_before_positions_are_still_read_and_appended(
+    etcd_url: str,
+) -> None:
+    # Before positions, a list's header was empty and its items keyed by a writer's
+    # token, ordered by their revision: write one so, straight to the gateway.
+    prefix = _prefix()
+    base = etcd_url.replace("etcd://", "http://")
+
+    def put_raw(key: bytes, value: bytes) -> dict[str, object]:
+        return {"request_put": {"key": base64.b64encode(key).decode(),
+                                "value": base64.b64encode(value).decode()}}
+
+    items = f"{prefix}/l/old".encode() + b"\xff"
+    async with httpx.AsyncClient() as client:
+        for token, value in [(b"ff" * 16, b"a"), (b"00" * 16, b"b"), (b"7f" * 16, b"c")]:
+            txn = {"success": [put_raw(f"{prefix}/m/old".encode(), b""),
+                               put_raw(items + token, value)]}
+            reply = await client.post(f"{base}/v3/kv/txn", content=orjson.dumps(txn))
+            assert reply.status_code == 200
+    async with EtcdStateStore.from_url(f"{etcd_url}/{prefix}") as store:
+        assert await store.read_list("old") == [b"a", b"b", b"c"]
+        assert await store.read_list("old", start=-2) == [b"b", b"c"]
+        assert await store.list_length("old") == 3
+        await store.append("old", b"d")
+        await store.commit([Append("old", b"e", ttl=LONG_TTL)])
+        assert await store.read_list("old", start=1, stop=4) == [b"b", b"c", b"d"]
+        assert await store.list_length("old") == 5
+
+
+async def test_an_append_to_a_list_this_store_knows_is_one_transaction(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with EtcdStateStore.from_url(f"{etcd_url}/{_prefix()}") as one, \
+            EtcdStateStore.from_url(f"{etcd_url}/{one.prefix}") as other:
+        sent: list[str] = []
+        real_txn = one._etcd.txn
+
+        async def counted(what: str, *args: Any) -> Any:
+            sent.append(what)
+            return await real_txn(what, *args)
+
+        monkeypatch.setattr(one._etcd, "txn", counted)
+        await one.append("l", b"1")
+        await one.append("l", b"2")
+        await one.append("l", b"3")
+        assert sent == ["append", "append", "append"]
+        await other.append("l", b"4")  # what ``one`` knows of the list is stale now
+        await one.append("l", b"5")
+        assert await one.read_list("l") == [b"1", b"2", b"3", b"4", b"5"]
+        assert await one.read_list("l", start=-2) == [b"4", b"5"]
+
+
+async def test_the_last_member_dropped_takes_the_index_along(etcd_url: str) -> None:
+    async with EtcdStateStore.from_url(f"{etcd_url}/{_prefix()}") as store:
+        await store.commit([IndexPut("ix", "", 1.0), IndexPut("ix", "\x00", 2.0),
+                            IndexPut("ix", "b", 3.0, ttl=0.5)])
+        assert await store.commit([IndexDrop("ix", ""), IndexDrop("ix", "b")])
+        assert await store.delete_prefix("") == 1  # one member left: still there
+        await store.index_put("ix", "a", 1.0, ttl=0.5)
+        await store.index_put("ix", "c", 1.0)
+        await store.commit([IndexDrop("ix", "a"), IndexDrop("ix", "c")])
+        assert await store.delete_prefix("") == 0  # the last member took it along
+        await store.index_put("ix", "d", 4.0)  # a new index, without the old deadline
+        await wait_past(0.5)
+        assert await store.index_range("ix", limit=5) == [(4.0, "d")]
+
+
+async def test_an_index_ttl_re_leases_every_entry(etcd_url: str) -> None:
+    async with EtcdStateStore.from_url(f"{etcd_url}/{_prefix()}") as store:
+        for n in range(10):
+            await store.index_put("ix", f"m{n}", float(n), ttl=0.5)
+        await store.index_put("ix", "m3", 30.0, ttl=LONG_TTL)  # moves m3, keeps them all
+        await wait_past(0.5)
+        found = await store.index_range("ix", limit=20, descending=True)
+        assert found[0] == (30.0, "m3") and len(found) == 10
+        assert await store.index_size("ix") == 10
+
+
+async def test_writes_over_the_request_limit_are_refused_before_sending(etcd_url: str) -> None:
+    async with EtcdStateStore.from_url(f"{etcd_url}/{_prefix()}") as store:
+        fits = b"x" * (1536 * 1024 - 4096)
+        await store.set("fits", fits)
+        assert await store.get("fits") == fits
+        limit = r"more than etcd takes in one request \(1572864 bytes"
+        with pytest.raises(StoreError, match=rf"set of 'big' refused: .*{limit}"):
+            await store.set("big", b"x" * (1536 * 1024))
+        with pytest.raises(StoreError, match=rf"commit of 'b' refused: .*{limit}"):
+            await store.commit([Put("a", b"x" * 700_000), Append("b", b"x" * 900_000)])
+        with pytest.raises(StoreError, match=rf"compare_and_set of 'fits' refused: .*{limit}"):
+            await store.compare_and_set("fits", fits, b"y" * 100_000)
+        assert await store.get_many(["big", "a"]) == [None, None]
+        assert await store.read_list("b") == []
+    # A server allowed more is named in the URL.
+    async with EtcdStateStore.from_url(
+        f"{etcd_url}/{_prefix()}?max_request_bytes=4096"
+    ) as small:
+        with pytest.raises(StoreError, match=r"set of 'k' refused: .*\(4096 bytes"):
+            await small.set("k", b"x" * 4000)
+
+
 async def test_compare_and_set_race_between_processes(etcd_url: str) -> None:
     await race_between_processes(f"{etcd_url}/{_prefix()}")
 
@@ -207,6 +316,8 @@ def test_urls() -> None:
     assert EtcdStateStore.from_url("ETCD://h/p%20q/").prefix == "p q/"
     assert EtcdStateStore.from_url("etcd://u:p@h/team@x").prefix == "team@x/"
     assert EtcdStateStore.from_url("etcd://h/team%40x").prefix == "team@x/"
+    assert EtcdStateStore.from_url("etcd://h/?max_request_bytes=4194304").max_request_bytes == (
+        4 << 20)
     secure = EtcdStateStore.from_url("etcds://u:p%40ss@h/x")
     assert secure.endpoints == ["https://h:2379"]
     assert (secure.username, secure._etcd.password) == ("u", "p@ss")
@@ -229,6 +340,8 @@ def test_urls() -> None:
         ("etcd://h/x#frag", "fragment"),
         ("etcd://user@h/x", "needs user:password@"),
         ("etcd://h/team@x", "percent-encode"),
+        ("etcd://h/x?max_request_bytes=big", "max_request_bytes='big'"),
+        ("etcd://h/x?max_request_bytes=10", "max_request_bytes='10'"),
     ],
 )
 def test_bad_urls(url: str, message: str) -> None:

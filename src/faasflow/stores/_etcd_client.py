@@ -95,9 +95,18 @@ class Kv:
 
 
 def key_range(
-    key: bytes, end: bytes | None = None, *, keys_only: bool = False, count_only: bool = False
+    key: bytes,
+    end: bytes | None = None,
+    *,
+    keys_only: bool = False,
+    count_only: bool = False,
+    limit: int = 0,
 ) -> Json:
-    """Read ``key``, or the keys in ``[key, end)``."""
+    """Read ``key``, or the keys in ``[key, end)`` (the first ``limit`` of them, if given).
+
+    No sort order is ever asked for: etcd reads the whole range before it sorts, even in
+    key order, so a limited range costs its limit only in etcd's own (ascending) order.
+    """
     body: Json = {"key": b64(key)}
     if end is not None:
         body["range_end"] = b64(end)
@@ -105,6 +114,8 @@ def key_range(
         body["keys_only"] = True
     if count_only:
         body["count_only"] = True
+    if limit:
+        body["limit"] = limit
     return {"request_range": body}
 
 
