@@ -710,6 +710,33 @@ class StateStoreContract:
         assert await state_store.index_size("p/a/ix") == 0
         assert await state_store.index_size("p/b") == 1
 
+    async def test_index_orders_members_by_code_point(self, state_store: StateStore) -> None:
+        # Not a locale's collation ("B" after "a"), nor UTF-16's order (U+FFFF after
+        # U+1F600): members of one score compare as Python compares str.
+        members = ["é", "z", "B", "a", "\U0001f600", "\uffff", "a b", "ab", "A", "~"]
+        for member in members:
+            await state_store.index_put("ix", member, 5.0)
+        assert await state_store.index_range("ix", limit=20) == [(5.0, m) for m in sorted(members)]
+        assert await state_store.index_range("ix", after=(5.0, "a"), before=(5.0, "é"),
+                                             limit=20) == [(5.0, "a b"), (5.0, "ab"), (5.0, "z"),
+                                                           (5.0, "~")]
+
+    async def test_index_ttl(self, state_store: StateStore) -> None:
+        await state_store.index_put("ix", "a", 1.0, ttl=self.pair_ttl)
+        await state_store.index_put("ix", "b", 2.0)  # no ttl: the index keeps its deadline
+        await state_store.index_put("keep", "a", 1.0, ttl=LONG_TTL)
+        await wait_past(self.pair_ttl)
+        assert await self.expires(lambda: _index_empty(state_store, "ix"))
+        await state_store.index_put("ix", "c", 3.0)  # a new index, without the old ones
+        assert await state_store.index_range("ix", limit=10) == [(3.0, "c")]
+        assert await state_store.index_range("keep", limit=10) == [(1.0, "a")]
+
+    async def test_index_ttl_refreshed_by_put(self, state_store: StateStore) -> None:
+        await state_store.index_put("ix", "a", 1.0, ttl=self.pair_ttl)
+        await state_store.index_put("ix", "b", 2.0, ttl=LONG_TTL)
+        await wait_past(self.pair_ttl)
+        assert await state_store.index_range("ix", limit=10) == [(1.0, "a"), (2.0, "b")]
+
     async def test_index_ttl_and_expire(self, state_store: StateStore) -> None:
         await state_store.index_put("short", "m", 1.0, ttl=self.short_ttl)
         await state_store.index_put("kept", "m", 1.0, ttl=self.short_ttl)
