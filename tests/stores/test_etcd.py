@@ -163,6 +163,13 @@ async def test_commit_of_several_writes_to_one_key(etcd_url: str) -> None:
         )
         assert await store.get_many(["k", "gone"]) == [b"2", None]
         assert await store.read_list("l") == [b"a", b"b"]
+        assert await store.commit(
+            [IndexPut("ix", "a", 1.0), IndexPut("ix", "b", 1.0), IndexPut("ix", "a", 2.0),
+             IndexDrop("ix", "b")]
+        )
+        assert await store.index_range("ix", limit=5) == [(2.0, "a")]
+        await store.index_put("ix", "a", 2.0)  # the same entry again: its keys are kept
+        assert await store.index_range("ix", limit=5, descending=True) == [(2.0, "a")]
 
 
 async def test_remove_from_set_next_to_empty_and_nul_members(etcd_url: str) -> None:
