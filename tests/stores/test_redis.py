@@ -147,10 +147,13 @@ def _start_cluster_node(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A one-node Redis Cluster holding every slot: it refuses commands whose keys
     hash to different slots, as every cluster does."""
     binary = require_binary("redis-server", "redis-server")
-    port = free_port()
+    port, bus = free_port(), free_port()
+    while bus == port:
+        bus = free_port()
+    # The cluster bus port defaults to port + 10000, past 65535 for a high free port.
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(workdir), "--cluster-enabled", "yes"],
+         "no", "--dir", str(workdir), "--cluster-enabled", "yes", "--cluster-port", str(bus)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     client = redis.Redis(host="127.0.0.1", port=port)
