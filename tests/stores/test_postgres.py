@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -213,11 +214,11 @@ async def _scanned(pool: asyncpg.Pool, sql: str, *args: object) -> list[tuple[st
     (plan,) = json.loads(await pool.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args))
     found: list[tuple[str, int]] = []
 
-    def walk(node: dict[str, object]) -> None:
+    def walk(node: dict[str, Any]) -> None:
         name = node.get("Index Name") or node.get("Relation Name")
         if isinstance(name, str):
-            found.append((name, int(node["Actual Rows"])))  # type: ignore[call-overload]
-        for child in node.get("Plans", []):  # type: ignore[attr-defined]
+            found.append((name, int(node["Actual Rows"])))
+        for child in node.get("Plans", []):
             walk(child)
 
     walk(plan["Plan"])
