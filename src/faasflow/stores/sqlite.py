@@ -252,6 +252,9 @@ _L_PAGE: Final = (
     f"SELECT value FROM {_L} WHERE key = ? AND {_LIVE} ORDER BY seq LIMIT ? OFFSET ?"
 )
 _L_COUNT: Final = f"SELECT count(*) FROM {_L} WHERE key = ? AND {_LIVE}"
+_L_TAIL: Final = (
+    f"SELECT value FROM {_L} WHERE key = ? AND {_LIVE} ORDER BY seq DESC LIMIT ?"
+)
 
 _X_DEADLINE: Final = (
     f"SELECT expires_at FROM {_X} WHERE key = ? LIMIT 1",
@@ -434,6 +437,10 @@ class SqliteStateStore(_SqliteStore, StateStore):
     async def read_list(self, key: str, *, start: int = 0, stop: int | None = None) -> list[bytes]:
         with self._db.session("read_list", begin="BEGIN") as conn:
             now = time.time()
+            if start < 0 and stop is None:
+                # The last items (a history's latest event): from the end, by the index.
+                rows = conn.execute(_L_TAIL, (key, now, -start)).fetchall()
+                return [row[0] for row in reversed(rows)]
             if start < 0 or (stop is not None and stop < 0):
                 length = conn.execute(_L_COUNT, (key, now)).fetchone()[0]
                 start, stop, _ = slice(start, stop).indices(length)
