@@ -203,3 +203,21 @@ async def test_no_stored_value_grows_with_a_foreach_width() -> None:
     # The branches a foreach chose are kept in chunks of 1000: ten times wider, the
     # largest value the same (about one chunk), far from a megabyte.
     assert largest[20_000] <= largest[2_000] * 1.2 < 200_000, largest
+
+
+async def test_an_engine_of_another_name_moves_a_request_within_its_own_flows_indexes() -> None:
+    # A reader or controller may be opened under another flow name (the CLI's, say):
+    # the request's own flow's indexes are the ones that change.
+    state, data = MemoryStateStore(), MemoryDataStore()
+    async with faasflow.Engine(chain, flow_name="orders", state_store=state, data_store=data,
+                               transport=Nowhere(), sweep_interval=None) as engine:
+        rid = await engine.submit(b"x")
+    async with faasflow.Engine(chain, flow_name="flow", state_store=state, data_store=data,
+                               transport=Nowhere(), sweep_interval=None) as other:
+        await other.pause(rid)
+    async with faasflow.Engine(chain, flow_name="orders", state_store=state, data_store=data,
+                               transport=Nowhere(), sweep_interval=None) as engine:
+        paused = await engine.list_requests(status="paused")
+        assert [info.request_id for info in paused.requests] == [rid]
+        assert (await engine.list_requests(status="running")).requests == []
+        assert await engine.counts(("running", "paused")) == {"running": 0, "paused": 1}

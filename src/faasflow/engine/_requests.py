@@ -99,14 +99,15 @@ class RequestBook:
     def created_writes(self, rid: str, record: RequestRecord) -> list[WriteOp]:
         """The index entries of a request just created (in its creation's commit)."""
         return [
-            IndexPut(keys.flow_index(self.flow_name), rid, record.created),
-            IndexPut(keys.status_index(self.flow_name, record.status), rid, record.created),
+            IndexPut(keys.flow_index(record.flow), rid, record.created),
+            IndexPut(keys.status_index(record.flow, record.status), rid, record.created),
             self._due_write(rid, record),
         ]
 
     def _due_write(self, rid: str, record: RequestRecord) -> WriteOp:
-        """When the sweep must look at a request in ``record``'s state next."""
-        index = keys.due_index(self.flow_name)
+        """When the sweep must look at a request in ``record``'s state next (the indexes
+        are its own flow's, whichever engine moves it)."""
+        index = keys.due_index(record.flow)
         settings = self.settings
         if record.status == RUNNING:
             checks = [t for t in (settings.resend_after, settings.stall_after) if t is not None]
@@ -250,8 +251,8 @@ class RequestBook:
             writes: list[WriteOp] = [Put(keys.request(rid), moved.encode())]
             if moved.status != record.status:
                 writes += [
-                    IndexDrop(keys.status_index(self.flow_name, record.status), rid),
-                    IndexPut(keys.status_index(self.flow_name, moved.status), rid,
+                    IndexDrop(keys.status_index(record.flow, record.status), rid),
+                    IndexPut(keys.status_index(record.flow, moved.status), rid,
                              moved.created),
                 ]
             writes.append(self._due_write(rid, moved))
