@@ -125,11 +125,11 @@ async def test_a_sweep_with_many_waiting_and_none_due_costs_a_few_calls() -> Non
         assert report == {"resent": [], "stalled": [], "retired": []}
         assert state.calls <= 3, state.calls
         assert state.read == 0
-        # Once due (no progress for resend_after), each is looked at for a few calls and
-        # then not again until it may be due once more.
+        # Once due (no progress for resend_after by their entries), each is looked at for a
+        # few calls and then not again until it may be due once more.
         now = time.time()
         for rid in await engine.executor.requests.unfinished():
-            await engine.executor.requests.look_again(rid, now - 1)
+            await engine.executor.requests.looked_at(rid, now - 100)
         state.reset()
         report = await engine.sweep()
         assert report["resent"] == []  # not idle long enough: only rescheduled
@@ -221,3 +221,22 @@ async def test_an_engine_of_another_name_moves_a_request_within_its_own_flows_in
         assert [info.request_id for info in paused.requests] == [rid]
         assert (await engine.list_requests(status="running")).requests == []
         assert await engine.counts(("running", "paused")) == {"running": 0, "paused": 1}
+
+
+async def test_the_sweep_prunes_the_indexes_of_requests_that_expired() -> None:
+    import asyncio
+
+    from faasflow.engine import _keys as keys
+
+    state = MemoryStateStore()
+    async with faasflow.Engine(chain, flow_name="brief", state_store=state,
+                               data_store=MemoryDataStore(), sweep_interval=None,
+                               result_ttl=0.05) as engine:
+        for _ in range(3):
+            await engine.run(b"x")
+        assert await state.index_size(keys.flow_index("brief")) == 3
+        await asyncio.sleep(0.2)  # records expire after twice result_ttl
+        await engine.sweep()
+        assert await state.index_size(keys.flow_index("brief")) == 0
+        assert await state.index_size(keys.status_index("brief", "succeeded")) == 0
+        assert (await engine.list_requests()).requests == []

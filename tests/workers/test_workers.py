@@ -162,15 +162,23 @@ async def test_finished_requests_leave_only_result_and_history_which_expire(
     left: dict[str, int] = {}
     async for key in redis.scan_iter(match=f"{namespace}*"):
         left[key.decode()[len(namespace):]] = await redis.pttl(key)
-    # The Redis store's kinds: v: values, l: lists, d: data.
-    kept = {f"{kind}/{rid}" for rid in rids for kind in ("v:r", "l:h")}
-    kept |= {f"d:result:{rid}" for rid in rids}
-    kept |= {f"v:f:{options['flow_name']}/{rid}" for rid in rids}
-    assert set(left) == kept, sorted(set(left) ^ kept)
+    # The Redis store's kinds: v: values, l: lists, d: data; each key's folder (one
+    # request's) in braces, its Redis Cluster hash tag.
+    flow = options["flow_name"]
+    kept = {f"v:{{r/{rid}}}" for rid in rids} | {f"l:{{h/{rid}}}" for rid in rids}
+    kept |= {f"d:{{result:{rid}}}" for rid in rids}
+    # The flow's indexes (x: entries, y: each member's score), for listings: kept, and
+    # pruned by the sweep once a request's record has expired.
+    indexes = {f"{kind}:{{{name}}}" for kind in "xy"
+               for name in (f"f:{flow}", f"s:{flow}/succeeded")}
+    assert set(left) == kept | indexes, sorted(set(left) ^ (kept | indexes))
     # The record outlives the result (twice its TTL), so an expired result reads as
     # expired rather than unknown.
-    limit = {key: 240_000 if key.startswith("v:r/") else 120_000 for key in left}
-    assert {key: ttl for key, ttl in left.items() if not 0 < ttl <= limit[key]} == {}
+    limit = {key: 240_000 if key.startswith("v:") else 120_000 for key in kept}
+    assert {key: left[key] for key in kept if not 0 < left[key] <= limit[key]} == {}
+    async with Client(**{k: v for k, v in options.items() if k != "nats"}) as reader:
+        listed = await reader.list_requests(status="succeeded", limit=20)
+    assert sorted(info.request_id for info in listed.requests) == sorted(rids)
 
 
 async def test_a_client_without_nats_reads_but_cannot_send(options: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ Per request ``R`` the state store holds the request record ``r/R`` and everythin
 
 Per flow, three kinds of ordered index (see :mod:`faasflow.stores.base`) make every read
 cost its answer: ``f:FLOW`` (every request on record, by creation time), ``s:FLOW/STATUS``
-(the requests in one status, by creation time) and ``due:FLOW`` (the requests the sweep
-must look at, by when). Entries of expired requests are pruned by the sweep.
+(the requests in one status, by creation time), ``due:FLOW`` (running requests, by their
+last progress) and ``retire:FLOW`` (failed ones, by when they failed): what a sweep reads.
+Entries of expired requests are pruned by the sweep.
 """
 
 from __future__ import annotations
@@ -98,9 +99,15 @@ def status_index(flow: str, status: str) -> str:
 
 
 def due_index(flow: str) -> str:
-    """The running and failed requests of a flow, scored by when the sweep must look at
-    them next (a running one's stall or resend, a failed one's retirement)."""
+    """The running requests of a flow, scored by when they last made progress or were
+    last looked at: a sweep takes those older than its own resend or stall time."""
     return f"due:{flow}"
+
+
+def retire_index(flow: str) -> str:
+    """The failed requests of a flow, scored by when they failed: a sweep retires those
+    older than its ``failed_ttl``."""
+    return f"retire:{flow}"
 
 
 def sweep_lease(flow: str) -> str:

@@ -22,7 +22,6 @@ from faasflow.engine._records import (
     StepRecord,
 )
 from faasflow.engine.observers import Observers
-from faasflow.engine.settings import Settings
 from faasflow.errors import StoreError
 from faasflow.stores.base import (
     DataStore,
@@ -38,8 +37,6 @@ _CAS_ROUNDS = 100
 """Compare-and-set rounds before a status change gives up (only under a storm of writers)."""
 _BATCH = 1000
 """Index entries read at once when all of them are wanted (recovery, the id list)."""
-_NEVER = 1e18
-"""A due time that never comes (no resend nor stall detection configured)."""
 _AFTER_EVERY_MEMBER = "\U0010ffff"
 """A member above every other: ``(t, this)`` bounds everything scored up to ``t``."""
 
@@ -49,7 +46,6 @@ class RequestBook:
 
     Args:
         flow_name: the flow's name.
-        settings: the engine's knobs (when the sweep looks at a request).
         state: the state store.
         data: the data store (results).
         observers: told of every history entry recorded here.
@@ -61,10 +57,8 @@ class RequestBook:
         state: StateStore,
         data: DataStore,
         observers: Observers,
-        settings: Settings,
     ) -> None:
         self.flow_name = flow_name
-        self.settings = settings
         self.state = state
         self.data = data
         self.observers = observers
@@ -101,21 +95,19 @@ class RequestBook:
         return [
             IndexPut(keys.flow_index(record.flow), rid, record.created),
             IndexPut(keys.status_index(record.flow, record.status), rid, record.created),
-            self._due_write(rid, record),
+            *self._sweep_writes(rid, record),
         ]
 
-    def _due_write(self, rid: str, record: RequestRecord) -> WriteOp:
-        """When the sweep must look at a request in ``record``'s state next (the indexes
-        are its own flow's, whichever engine moves it)."""
-        index = keys.due_index(record.flow)
-        settings = self.settings
+    def _sweep_writes(self, rid: str, record: RequestRecord) -> list[WriteOp]:
+        """Where a request in ``record``'s state sits for the sweep (the indexes are its
+        own flow's, whichever engine moves it): running ones by their last progress,
+        failed ones by when they failed, others nowhere."""
+        due, retire = keys.due_index(record.flow), keys.retire_index(record.flow)
         if record.status == RUNNING:
-            checks = [t for t in (settings.resend_after, settings.stall_after) if t is not None]
-            # No resending nor stall detection: still listed, for recover(), but never due.
-            return IndexPut(index, rid, record.updated + min(checks) if checks else _NEVER)
+            return [IndexPut(due, rid, record.updated), IndexDrop(retire, rid)]
         if record.status == FAILED and not record.retired:
-            return IndexPut(index, rid, record.updated + settings.failed_ttl)
-        return IndexDrop(index, rid)
+            return [IndexPut(retire, rid, record.updated), IndexDrop(due, rid)]
+        return [IndexDrop(due, rid), IndexDrop(retire, rid)]
 
     async def ids(self) -> list[str]:
         """Ids of this flow's requests still on record, oldest first."""
@@ -145,7 +137,7 @@ class RequestBook:
         return await self.state.compare_and_set(key, mine, mine, ttl=ttl)
 
     async def unfinished(self) -> list[str]:
-        """Ids of this flow's running and failed requests (the sweep's index)."""
+        """Ids of this flow's running requests (the sweep's index)."""
         return [member for _, member in await self._all(keys.due_index(self.flow_name))]
 
     async def _all(self, index: str) -> list[Entry]:
@@ -157,20 +149,33 @@ class RequestBook:
             if len(page) < _BATCH:
                 return found
 
-    async def due(self, now: float, limit: int) -> list[str]:
-        """Up to ``limit`` requests the sweep should look at by ``now``, most overdue first."""
+    async def due(self, idle_since: float, limit: int) -> list[str]:
+        """Up to ``limit`` running requests without progress (or a look) since
+        ``idle_since``, the longest idle first."""
         entries = await self.state.index_range(
-            keys.due_index(self.flow_name), before=(now, _AFTER_EVERY_MEMBER), limit=limit
+            keys.due_index(self.flow_name), before=(idle_since, _AFTER_EVERY_MEMBER),
+            limit=limit,
         )
         return [member for _, member in entries]
 
-    async def look_again(self, rid: str, when: float) -> None:
-        """Have the sweep look at request ``rid`` again at ``when``."""
+    async def retirable(self, failed_before: float, limit: int) -> list[str]:
+        """Up to ``limit`` failed requests that failed before ``failed_before``."""
+        entries = await self.state.index_range(
+            keys.retire_index(self.flow_name), before=(failed_before, _AFTER_EVERY_MEMBER),
+            limit=limit,
+        )
+        return [member for _, member in entries]
+
+    async def looked_at(self, rid: str, when: float) -> None:
+        """Note that running request ``rid`` made progress, or was looked at, at
+        ``when``: sweeps leave it alone until it has been idle long enough since."""
         await self.state.index_put(keys.due_index(self.flow_name), rid, when)
 
     async def forget_unfinished(self, rid: str) -> None:
-        """Take ``rid`` out of the sweep's index (its record is gone)."""
-        await self.state.index_drop(keys.due_index(self.flow_name), rid)
+        """Take ``rid`` out of the sweep's indexes (its record is gone, or it is neither
+        running nor failed)."""
+        await self.state.commit([IndexDrop(keys.due_index(self.flow_name), rid),
+                                 IndexDrop(keys.retire_index(self.flow_name), rid)])
 
     async def page(
         self, wanted: set[str], limit: int, before: Entry | None
@@ -226,6 +231,7 @@ class RequestBook:
             drops.append(IndexDrop(index, rid))
             drops += [IndexDrop(keys.status_index(self.flow_name, s), rid) for s in STATUSES]
             drops.append(IndexDrop(keys.due_index(self.flow_name), rid))
+            drops.append(IndexDrop(keys.retire_index(self.flow_name), rid))
         if drops:
             await self.state.commit(drops)
         return len(gone)
@@ -255,7 +261,7 @@ class RequestBook:
                     IndexPut(keys.status_index(record.flow, moved.status), rid,
                              moved.created),
                 ]
-            writes.append(self._due_write(rid, moved))
+            writes += self._sweep_writes(rid, moved)
             if await self.state.commit(writes, require={keys.request(rid): raw}):
                 return moved
         raise StoreError(f"request {rid!r}: status kept changing under compare-and-set")

@@ -151,7 +151,7 @@ class Executor:
         self.owner = process_owner()
         """This engine's name in the claims it makes and the requests it creates."""
         self.observers = Observers()
-        self.requests = RequestBook(flow_name, state, data, self.observers, self.settings)
+        self.requests = RequestBook(flow_name, state, data, self.observers)
         self.values = Values(data, self.settings.inline_limit)
         self.live = LiveRequests(flow_name, define, data)
         self.hops = HopBook(state)

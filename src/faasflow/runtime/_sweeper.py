@@ -22,8 +22,6 @@ log = logging.getLogger("faasflow.engine")
 
 _BATCH = 500
 """Due requests read at once."""
-_NEVER = 1e18
-"""A time the sweep never reaches."""
 
 
 class Sweeper:
@@ -79,62 +77,69 @@ class Sweeper:
         requests = core.executor.requests
         report: dict[str, list[str]] = {"resent": [], "stalled": [], "retired": []}
         now = time.time()
+        checks = [t for t in (options.resend_after, options.stall_after) if t is not None]
         seen: set[str] = set()
-        while True:
-            due = [rid for rid in await requests.due(now, _BATCH) if rid not in seen]
+        while checks:
+            due = [rid for rid in await requests.due(now - min(checks), _BATCH)
+                   if rid not in seen]
             if not due:
                 break
             for rid in due:
                 seen.add(rid)
-                verdict = await self._look_at(rid, now)
+                verdict = await self._look_at(rid, now, min(checks))
                 if verdict:
                     report[verdict].append(rid)
+        while True:
+            failed = [rid for rid in await requests.retirable(now - options.failed_ttl, _BATCH)
+                      if rid not in seen]
+            if not failed:
+                break
+            for rid in failed:
+                seen.add(rid)
+                if await self._retire(rid, now):
+                    report["retired"].append(rid)
         await requests.prune(now - 2 * options.result_ttl)
         return report
 
-    async def _look_at(self, rid: str, now: float) -> str | None:
-        """Decide about one due request; schedule its next look."""
+    async def _retire(self, rid: str, now: float) -> bool:
+        executor = self.core.executor
+        record = await executor.requests.get(rid)
+        if record is None or record.status != FAILED or record.retired:
+            await executor.requests.forget_unfinished(rid)
+            return False
+        if now - record.updated <= self.core.options.failed_ttl:
+            return False  # redriven and failed again since: its entry moved with it
+        await executor.lifecycle.retire(rid)
+        return True
+
+    async def _look_at(self, rid: str, now: float, idle_limit: float) -> str | None:
+        """Decide about one running request idle for ``idle_limit`` by its index entry;
+        note when it was last seen moving, or looked at."""
         options, executor = self.core.options, self.core.executor
         requests = executor.requests
         record = await requests.get(rid)
-        if record is None or record.status not in (RUNNING, FAILED):
-            await requests.forget_unfinished(rid)
-            return None
-        if record.status == FAILED:
-            if record.retired:
+        if record is None or record.status != RUNNING:
+            if record is None or record.status != FAILED:
                 await requests.forget_unfinished(rid)
-            elif now - record.updated > options.failed_ttl:
-                await executor.lifecycle.retire(rid)
-                return "retired"
-            else:
-                await requests.look_again(rid, record.updated + options.failed_ttl)
             return None
         last = await requests.last_event(rid)
         progress = max(last.t if last else 0.0, record.updated)
-        idle = now - progress
-        resend, stall = options.resend_after, options.stall_after
-        checks = [t for t in (resend, stall) if t is not None]
-        if not checks:
-            await requests.look_again(rid, _NEVER)
-            return None
-        if idle <= min(checks):
-            await requests.look_again(rid, progress + min(checks))
+        if now - progress <= idle_limit:
+            await requests.looked_at(rid, progress)  # not idle after all: due later
             return None
         if await self._node_running(rid):
-            await requests.look_again(rid, now + min(checks))
+            await requests.looked_at(rid, now)
             return None
-        if stall is not None and idle > stall:
+        stall = options.stall_after
+        if stall is not None and now - progress > stall:
             cause = f"stalled: no progress for more than {stall:g}s"
             stalled = await executor.lifecycle.abandon(rid, cause)
             return "stalled" if stalled else None
-        if resend is not None:
+        await requests.looked_at(rid, now)
+        if options.resend_after is not None and now - progress > options.resend_after:
             with self.core.user_threads():
                 await executor.resend_pending(rid)
-            # Looked at again after another resend_after, or when it would stall.
-            later = [now + resend] + ([progress + stall] if stall is not None else [])
-            await requests.look_again(rid, min(later))
             return "resent"
-        await requests.look_again(rid, progress + stall if stall is not None else _NEVER)
         return None
 
     async def _node_running(self, rid: str) -> bool:
