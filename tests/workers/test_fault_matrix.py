@@ -154,6 +154,16 @@ async def _hold(bench: Bench, phase: str, node: str) -> dict[str, object]:
     return found
 
 
+async def _recorded(client: Client, rid: str, nodes: list[str]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        table = (await client.info(rid, nodes=True)).nodes
+        if all(table.get(node, {}).get("state") == "done" for node in nodes):
+            return
+        assert time.monotonic() < deadline, f"{nodes} not all done: {table}"
+        await asyncio.sleep(0.02)
+
+
 def _go(bench: Bench, phase: str) -> None:
     (bench.failpoints / f"{phase}.go").touch()
 
@@ -232,6 +242,9 @@ async def test_a_fault_at_each_phase_of_a_hop(
     rid = await client.submit(b"m", query=urlencode({"log": log}))
     held = await _hold(bench, phase, "b1")
     pid, hop = held["pid"], held["hop"]
+    # The other branches run beside b1: let them be recorded first, so that the fault
+    # strikes b1's hop alone (a busy machine could otherwise kill a worker mid-b2).
+    await _recorded(client, rid, ["start", "b0", "b2", "b3"])
     assert isinstance(pid, int) and isinstance(hop, str)
     await _bring_about(fault, bench, phase, pid, hop)
     over = time.time()
